@@ -48,8 +48,17 @@ def main() -> None:
     except _usage_errors() as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    leave_process_group()
     if isinstance(code, int):
         sys.exit(code)
+
+
+def leave_process_group() -> None:
+    """After a command that succeeded, destroy the process group it joined, if any."""
+    if "torch" in sys.modules:  # a command that never imported torch has no group
+        from llava_kit.train.distributed import shutdown_distributed
+
+        shutdown_distributed()
 
 
 def _usage_errors() -> type[Exception]:

@@ -115,11 +115,13 @@ def main(argv: list[str]) -> int:
     """Subprocess entry: GRID_FILE GRID_DIR CELL."""
     from llava_kit.grid.keys import cell_key, stage_keys
     from llava_kit.grid.spec import load_grid
+    from llava_kit.train.distributed import shutdown_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     grid_file, grid_dir, name = argv
     cell = load_grid(Path(grid_file)).select([name])[0]
     record = run_cell(cell, stage_keys(cell.recipe), cell_key(cell.recipe), Path(grid_dir))
+    shutdown_distributed()
     return 0 if record["status"] == "ok" else 1
 
 

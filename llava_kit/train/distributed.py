@@ -121,6 +121,21 @@ def _describe_single_process_world() -> None:
         os.environ.setdefault(name, defaults[name])
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group on a successful exit: wait for every rank, then destroy it.
+
+    A group still alive at interpreter exit is torn down by C++ static destructors while
+    gloo's worker threads may still be running, and the process aborts with "terminate
+    called without an active exception" (exit -6) after its work is done. Only the success
+    path calls this: after an error the other ranks may never reach the barrier, and the
+    launcher ends them anyway.
+    """
+    if not dist.is_initialized():
+        return
+    barrier()
+    dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (e.g. until rank 0 has written a checkpoint others read)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
