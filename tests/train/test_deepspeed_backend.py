@@ -124,7 +124,7 @@ def two_stages(make_backend, rank, world):
 
 def run_deepspeed(choices, out_path):
     from llava_kit.train.deepspeed_backend import DeepSpeedBackend, is_zero3_partitioned, load_into_zero3
-    from llava_kit.train.distributed import barrier, broadcast_object, init_distributed
+    from llava_kit.train.distributed import broadcast_object, init_distributed, shutdown_distributed
 
     import deepspeed
 
@@ -170,7 +170,8 @@ def run_deepspeed(choices, out_path):
                 result["early_step_error"] = str(exc)
         results[choice] = result
     results["from_last_rank"] = broadcast_object(f"rank {rank} of {world}", src=world - 1)
-    barrier()
+    shutdown_distributed()
+    results["group_destroyed"] = not dist.is_initialized()
     if context.is_main:
         with open(out_path, "w") as handle:
             json.dump(results, handle)
@@ -184,13 +185,40 @@ RELATIVE_TOLERANCE = 1e-5
 DISTRIBUTED_CHOICES = ("zero2", "zero3", "zero3_offload")
 
 
-def _run(command: list[str], cwd: Path) -> None:
+def _launch(command: list[str], out: Path) -> dict[str, Any] | str:
+    """The results a launched loop wrote, or why there are none (its exit and output)."""
     # CPU + gloo even on a GPU machine: the loop keeps its tensors on the CPU.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    done = subprocess.run(command, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or "terminate called" in done.stderr:
+        return f"{command} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return json.loads(out.read_text())
+
+
+class Launches:
+    """One launch per configuration, run when a test first needs it and shared after.
+
+    A launch that fails fails exactly the tests that read it, each with the launch's own
+    exit code and output, instead of erroring every test of the module through a fixture.
+    """
+
+    def __init__(self, script: Path, nproc: int) -> None:
+        self.script, self.nproc = script, nproc
+        self.outcomes: dict[str, dict[str, Any] | str] = {}
+
+    def __call__(self, choice: str) -> dict[str, Any]:
+        if choice not in self.outcomes:
+            out = self.script.parent / f"{choice}_{self.nproc}proc.json"
+            launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                         str(self.nproc), "--standalone"] if self.nproc > 1 else [sys.executable])
+            self.outcomes[choice] = _launch([*launcher, str(self.script), str(out), choice], out)
+        outcome = self.outcomes[choice]
+        if isinstance(outcome, str):
+            pytest.fail(outcome, pytrace=False)
+        assert outcome["group_destroyed"], "the loop left its process group for interpreter exit"
+        return {**outcome[choice], "from_last_rank": outcome["from_last_rank"]}
 
 
 @pytest.fixture(scope="module")
@@ -216,20 +244,14 @@ def plain(loop_script: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def two_process_runs(loop_script: Path) -> dict[str, Any]:
-    out = loop_script.parent / "two_process.json"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-          str(loop_script), str(out), *DISTRIBUTED_CHOICES], cwd=loop_script.parent)
-    return json.loads(out.read_text())
+def two_process_run(loop_script: Path) -> Launches:
+    return Launches(loop_script, nproc=2)
 
 
 @pytest.fixture(scope="module")
-def one_process_run(loop_script: Path) -> dict[str, Any]:
-    out = loop_script.parent / "one_process.json"
-    _run([sys.executable, str(loop_script), str(out), "zero2"], cwd=loop_script.parent)
-    results = json.loads(out.read_text())
-    assert results["from_last_rank"] == "rank 0 of 1"
-    return results["zero2"]
+def one_process_run(loop_script: Path) -> Launches:
+    """DeepSpeed in one process without a launcher."""
+    return Launches(loop_script, nproc=1)
 
 
 def _assert_records_match(actual: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
@@ -248,9 +270,9 @@ def _assert_weights_match(actual: dict[str, list], expected: dict[str, torch.Ten
 @pytest.mark.distributed
 @pytest.mark.parametrize("choice", DISTRIBUTED_CHOICES)
 def test_two_processes_train_like_one_plain_process(
-    choice: str, two_process_runs: dict[str, Any], plain: dict[str, Any]
+    choice: str, two_process_run: Launches, plain: dict[str, Any]
 ) -> None:
-    run = two_process_runs[choice]
+    run = two_process_run(choice)
     assert run["world"] == 2
     # Clipping is active on every step, so a wrong norm or clip would change the losses.
     assert all(record["grad_norm"] > 0.3 for record in plain["records"])
@@ -260,8 +282,8 @@ def test_two_processes_train_like_one_plain_process(
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("choice", DISTRIBUTED_CHOICES)
-def test_prefix_selects_parameters_through_the_engine(choice: str, two_process_runs: dict[str, Any]) -> None:
-    run = two_process_runs[choice]
+def test_prefix_selects_parameters_through_the_engine(choice: str, two_process_run: Launches) -> None:
+    run = two_process_run(choice)
     assert list(run["last_layer"]) == ["4.weight", "4.bias"]
     assert run["last_layer"]["4.weight"] == run["weights"]["4.weight"]
 
@@ -269,48 +291,49 @@ def test_prefix_selects_parameters_through_the_engine(choice: str, two_process_r
 @pytest.mark.distributed
 @pytest.mark.parametrize("choice", DISTRIBUTED_CHOICES)
 def test_resuming_from_optimizer_state_continues_the_same_run(
-    choice: str, two_process_runs: dict[str, Any], plain: dict[str, Any]
+    choice: str, two_process_run: Launches, plain: dict[str, Any]
 ) -> None:
-    _assert_records_match(two_process_runs[choice]["resumed"], plain["records"][plain["resume_at"]:])
+    _assert_records_match(two_process_run(choice)["resumed"], plain["records"][plain["resume_at"]:])
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("choice", DISTRIBUTED_CHOICES)
 def test_a_later_stage_on_the_same_model_trains_like_plain(
-    choice: str, two_process_runs: dict[str, Any], plain: dict[str, Any]
+    choice: str, two_process_run: Launches, plain: dict[str, Any]
 ) -> None:
     # stage 1 trains the last layer only, stage 2 everything (as connector, then LLM)
     step = plain["resume_at"]
     assert plain["two_stages"][step]["loss"] != plain["records"][step]["loss"]
-    _assert_records_match(two_process_runs[choice]["two_stages"], plain["two_stages"])
+    _assert_records_match(two_process_run(choice)["two_stages"], plain["two_stages"])
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("choice", ["zero3", "zero3_offload"])
-def test_load_into_zero3_fills_a_partitioned_module(choice: str, two_process_runs: dict[str, Any]) -> None:
-    run = two_process_runs[choice]
+def test_load_into_zero3_fills_a_partitioned_module(choice: str, two_process_run: Launches) -> None:
+    run = two_process_run(choice)
     assert run["was_partitioned"] and run["local_numel"] == 0  # each rank held no full weight
     assert run["reloaded"] == run["weights"]
 
 
 @pytest.mark.distributed
-def test_broadcast_object_sends_from_the_chosen_rank(two_process_runs: dict[str, Any]) -> None:
-    assert two_process_runs["from_last_rank"] == "rank 1 of 2"
+def test_broadcast_object_sends_from_the_chosen_rank(two_process_run: Launches) -> None:
+    assert two_process_run("zero2")["from_last_rank"] == "rank 1 of 2"
 
 
 @pytest.mark.distributed
 def test_one_process_without_launcher_accumulates_like_plain(
-    one_process_run: dict[str, Any], plain: dict[str, Any]
+    one_process_run: Launches, plain: dict[str, Any]
 ) -> None:
-    assert one_process_run["world"] == 1
-    _assert_records_match(one_process_run["records"], plain["records"])
-    _assert_weights_match(one_process_run["weights"], plain["weights"])
-    _assert_records_match(one_process_run["resumed"], plain["records"][plain["resume_at"]:])
+    run = one_process_run("zero2")
+    assert run["world"] == 1 and run["from_last_rank"] == "rank 0 of 1"
+    _assert_records_match(run["records"], plain["records"])
+    _assert_weights_match(run["weights"], plain["weights"])
+    _assert_records_match(run["resumed"], plain["records"][plain["resume_at"]:])
 
 
 @pytest.mark.distributed
-def test_step_before_the_accumulation_boundary_is_refused(one_process_run: dict[str, Any]) -> None:
-    assert "backward() must run exactly 4 times per step()" in one_process_run["early_step_error"]
+def test_step_before_the_accumulation_boundary_is_refused(one_process_run: Launches) -> None:
+    assert "backward() must run exactly 4 times per step()" in one_process_run("zero2")["early_step_error"]
 
 
 def test_load_into_zero3_copies_into_an_unpartitioned_module() -> None:
