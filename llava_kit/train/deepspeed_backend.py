@@ -36,10 +36,9 @@ from deepspeed.utils.tensor_fragment import fragment_address  # noqa: E402
 
 # ZeRO optimizer state holds a few DeepSpeed plain-data objects (loss scaler, stage enum,
 # fragment addresses). Checkpoints stay loadable with torch.load(weights_only=True): only
-# these classes are allowed in addition.
-torch.serialization.add_safe_globals(
-    [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
-)
+# these classes are allowed in addition to what torch itself allows.
+OPTIMIZER_STATE_CLASSES = (LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address)
+torch.serialization.add_safe_globals(list(OPTIMIZER_STATE_CLASSES))
 
 
 class DeepSpeedBackend(Backend):

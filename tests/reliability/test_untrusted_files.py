@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,17 +112,51 @@ def test_no_command_takes_a_secret_on_the_command_line(monkeypatch: pytest.Monke
     assert secrets == [], "API keys must come from environment variables (e.g. --key-env NAME)"
 
 
-def test_deepspeed_optimizer_state_allows_exactly_its_plain_data_classes() -> None:
-    import llava_kit.train.deepspeed_backend  # noqa: F401 - registers the allow-list
+ALLOWLIST_DIFF = """
+import json
+import torch
+from llava_kit.train.distributed import select_deepspeed_accelerator
 
-    # torch allows its own DTensor classes; everything else must be named here.
-    allowed = {
-        f"{c.__module__}.{c.__qualname__}" for c in torch.serialization.get_safe_globals()
-        if not c.__module__.startswith("torch.")
-    }
-    assert allowed == {
-        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+select_deepspeed_accelerator()
+import deepspeed  # noqa: F401 - whatever DeepSpeed or torch allow on their own counts as before
+before = set(torch.serialization.get_safe_globals())
+import llava_kit.train.deepspeed_backend  # registers llava-kit's additions
+added = set(torch.serialization.get_safe_globals()) - before
+print(json.dumps(sorted(f"{c.__module__}.{c.__qualname__}" for c in added)))
+"""
+
+
+def test_deepspeed_backend_adds_exactly_its_plain_data_classes_to_the_allowlist() -> None:
+    # A fresh interpreter: in this one another test may have imported the backend already.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", ALLOWLIST_DIFF], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
         "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
         "deepspeed.runtime.zero.config.ZeroStageEnum",
         "deepspeed.utils.tensor_fragment.fragment_address",
-    }
+    ]
+
+
+def test_an_optimizer_state_with_a_deepspeed_class_outside_the_allowlist_is_refused(
+    tmp_path: Path,
+) -> None:
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    from llava_kit.train.deepspeed_backend import OPTIMIZER_STATE_CLASSES
+
+    allowed = save_checkpoint(
+        tmp_path / "step-00000001", weights={"w": torch.zeros(2)}, optimizer={"state": {}},
+        trainer_state={"step": 1},
+    )
+    torch.save({"stage": OPTIMIZER_STATE_CLASSES[2](2)}, allowed / "optimizer.pt")
+    assert load_checkpoint(allowed).optimizer == {"stage": 2}
+    refused = save_checkpoint(
+        tmp_path / "step-00000002", weights={"w": torch.zeros(2)}, optimizer={"state": {}},
+        trainer_state={"step": 2},
+    )
+    torch.save({"config": DeepSpeedZeroConfig()}, refused / "optimizer.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_checkpoint(refused)
