@@ -102,8 +102,9 @@ def _skip_shared_memory_kernel_build() -> None:
     from deepspeed.accelerator import get_accelerator
 
     kernel = get_accelerator().get_op_builder("ShareMemCommBuilder")
-    if kernel is not None:
-        deepspeed.ops.__compatible_ops__[kernel.NAME] = False
+    buildable = getattr(deepspeed.ops, "__compatible_ops__", None)
+    if kernel is not None and isinstance(buildable, dict):  # else: a slower start, still correct
+        buildable[kernel.NAME] = False
 
 
 def _describe_single_process_world() -> None:

@@ -89,7 +89,7 @@ def test_an_optimizer_state_with_arbitrary_objects_is_refused(tmp_path: Path) ->
         trainer_state={"step": 1},
     )
     torch.save({"state": _Payload()}, target / "optimizer.pt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(target)
     assert MARKER == []
 
@@ -158,5 +158,5 @@ def test_an_optimizer_state_with_a_deepspeed_class_outside_the_allowlist_is_refu
         trainer_state={"step": 2},
     )
     torch.save({"config": DeepSpeedZeroConfig()}, refused / "optimizer.pt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(refused)
