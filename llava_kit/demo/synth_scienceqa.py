@@ -33,6 +33,9 @@ TOKENIZER_DIR = "tokenizer"
 CONTEXT_SHARES: dict[Context, float] = {"image": 0.60, "text": 0.25, "none": 0.15}
 SPLIT_SHARES = {"train": 0.8, "val": 0.1, "test": 0.1}  # val and test share the rest
 _OUTPUTS = ("problems.json", "pid_splits.json", "captions.json", TOKENIZER_DIR, *SPLIT_SHARES)
+# Written before anything else: the generator replaces only folders that carry it, so a
+# real dataset (or a half-written synthetic one of someone else's) is never deleted.
+GENERATED_MARKER = ".llava-kit-synthetic.json"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -81,6 +84,7 @@ def synth_scienceqa(
         raise DataError(f"synth-scienceqa needs at least one problem, got n={n}")
     out_dir = Path(out_dir)
     _prepare(out_dir, overwrite)
+    _write_json(out_dir / GENERATED_MARKER, {"generator": "llava-kit synth-scienceqa", "n": n, "seed": seed})
     rng = random.Random(seed)
     plan = _plan(n, rng)
     total = len(plan) + 1  # every problem, then the tokenizer
@@ -215,17 +219,28 @@ def _train_tokenizer(
     return train_tokenizer([*default_corpus(), *tokenizer_corpus(problems, captions)], out_dir)
 
 
+def is_generated(out_dir: Path) -> bool:
+    """Whether ``out_dir`` was written by this generator (complete or not)."""
+    return (out_dir / GENERATED_MARKER).is_file()
+
+
 def _prepare(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} exists and is not a folder", hint="choose another --out path")
     if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not is_generated(out_dir):
+            raise DataError(
+                f"{out_dir} is not empty and holds no synthetic dataset of llava-kit's "
+                f"(no {GENERATED_MARKER}); refusing to write into it",
+                hint="choose an empty or new folder; llava-kit only ever replaces data it generated",
+            )
         if not overwrite:
             raise DataError(
-                f"{out_dir} is not empty",
-                hint="choose an empty or new folder, or pass --overwrite to replace a previous "
-                "synthetic dataset there",
+                f"{out_dir} is not empty: it holds an earlier synthetic dataset",
+                hint="choose an empty or new folder, or pass --overwrite to replace that "
+                "synthetic dataset",
             )
-        for name in _OUTPUTS:
+        for name in (*_OUTPUTS, GENERATED_MARKER):  # the generator's own files; others stay
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
