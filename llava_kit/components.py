@@ -10,6 +10,16 @@ Kind = Literal["encoder", "connector", "llm", "data_format", "template", "evalua
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
+# Upper bounds for the size knobs of built-in components. A recipe or a pattern name is
+# untrusted input: ``mlp100000000x_gelu`` must fail validation, not allocate until the
+# machine runs out of memory. The bounds sit far above any published model.
+MAX_LAYERS = 256
+MAX_HEADS = 1024
+MAX_WIDTH = 1 << 17
+MAX_TOKENS = 1 << 14
+MAX_MULTIPLIER = 64
+
+
 class Options(BaseModel):
     """Base for every component's recipe options: unknown keys are errors."""
 

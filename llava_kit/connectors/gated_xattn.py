@@ -22,7 +22,9 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from llava_kit.components import Options
+from llava_kit.components import (
+    MAX_HEADS, MAX_LAYERS, MAX_MULTIPLIER, MAX_TOKENS, MAX_WIDTH, Options,
+)
 from llava_kit.connectors.base import Connector
 from llava_kit.connectors.fusion_blocks import GatedCrossAttentionBlock, PerceiverResampler
 from llava_kit.connectors.fusion_layers import decoder_stack
@@ -36,15 +38,15 @@ class GatedXAttnOptions(Options):
     cross_attn_every_n_layers: int = Field(
         1, ge=1, description="a block before decoder layers n-1, 2n-1, ... (Flamingo-3B: 1, -9B: 4)"
     )
-    num_heads: int = Field(8, ge=1, description="cross-attention heads")
-    dim_head: int = Field(64, ge=1, description="width of one cross-attention head")
-    ff_mult: int = Field(4, ge=1, description="feed-forward width as a multiple of the LLM width")
+    num_heads: int = Field(8, ge=1, le=MAX_HEADS, description="cross-attention heads")
+    dim_head: int = Field(64, ge=1, le=MAX_WIDTH, description="width of one cross-attention head")
+    ff_mult: int = Field(4, ge=1, le=MAX_MULTIPLIER, description="feed-forward width as a multiple of the LLM width")
     num_latents: int | None = Field(
-        None, ge=1,
+        None, ge=1, le=MAX_TOKENS,
         description="perceiver-resampler latents per image; null: attend to the raw patches",
     )
     resampler_depth: int = Field(
-        2, ge=1, description="perceiver-resampler layers (with num_latents)"
+        2, ge=1, le=MAX_LAYERS, description="perceiver-resampler layers (with num_latents)"
     )
 
 

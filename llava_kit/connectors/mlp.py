@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from llava_kit.components import NoOptions, Options
+from llava_kit.components import MAX_LAYERS, NoOptions, Options
 from llava_kit.connectors.base import Connector
 from llava_kit.errors import ModelError
 
@@ -26,7 +26,7 @@ from llava_kit.errors import ModelError
 class MLPOptions(Options):
     """Options of the ``mlp{N}x_gelu`` connector."""
 
-    depth: int = Field(2, ge=1, description="number of Linear layers (GELU between them)")
+    depth: int = Field(2, ge=1, le=MAX_LAYERS, description="number of Linear layers (GELU between them)")
 
 
 class _TokenProjection(Connector):

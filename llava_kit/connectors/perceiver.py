@@ -25,7 +25,9 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from llava_kit.components import Options
+from llava_kit.components import (
+    MAX_HEADS, MAX_LAYERS, MAX_MULTIPLIER, MAX_TOKENS, MAX_WIDTH, Options,
+)
 from llava_kit.connectors.base import Connector
 from llava_kit.errors import ModelError
 
@@ -33,11 +35,11 @@ from llava_kit.errors import ModelError
 class PerceiverOptions(Options):
     """Perceiver Resampler sizes (Flamingo's defaults)."""
 
-    depth: int = Field(6, ge=1, description="resampler layers")
-    heads: int = Field(8, ge=1, description="attention heads")
-    dim_head: int = Field(64, ge=1, description="width of each head")
-    num_latents: int = Field(64, ge=1, description="learned latents = visual tokens per image")
-    ff_mult: int = Field(4, ge=1, description="feed-forward width as a multiple of d_v")
+    depth: int = Field(6, ge=1, le=MAX_LAYERS, description="resampler layers")
+    heads: int = Field(8, ge=1, le=MAX_HEADS, description="attention heads")
+    dim_head: int = Field(64, ge=1, le=MAX_WIDTH, description="width of each head")
+    num_latents: int = Field(64, ge=1, le=MAX_TOKENS, description="learned latents = visual tokens per image")
+    ff_mult: int = Field(4, ge=1, le=MAX_MULTIPLIER, description="feed-forward width as a multiple of d_v")
 
 
 class PerceiverAttention(nn.Module):

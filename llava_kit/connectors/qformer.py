@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from llava_kit.components import Options
+from llava_kit.components import MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MAX_WIDTH, Options
 from llava_kit.connectors.base import Connector
 from llava_kit.errors import ModelError
 
@@ -37,11 +37,11 @@ QUERY_INIT_STD = 0.02  # LAVIS initialises the queries normal(0, 0.02)
 class QFormerOptions(Options):
     """Size knobs of the Q-Former; defaults are small, for experiments (BLIP-2: 32/12/768/12/3072)."""
 
-    num_queries: int = Field(32, ge=1, description="learned queries = visual tokens per image")
-    num_layers: int = Field(4, ge=1, description="BERT-style layers")
-    hidden_size: int = Field(256, ge=1, description="width of the query stack")
-    num_heads: int = Field(4, ge=1, description="attention heads (must divide hidden_size)")
-    intermediate_size: int = Field(1024, ge=1, description="feed-forward width")
+    num_queries: int = Field(32, ge=1, le=MAX_TOKENS, description="learned queries = visual tokens per image")
+    num_layers: int = Field(4, ge=1, le=MAX_LAYERS, description="BERT-style layers")
+    hidden_size: int = Field(256, ge=1, le=MAX_WIDTH, description="width of the query stack")
+    num_heads: int = Field(4, ge=1, le=MAX_HEADS, description="attention heads (must divide hidden_size)")
+    intermediate_size: int = Field(1024, ge=1, le=MAX_WIDTH, description="feed-forward width")
     cross_attention_frequency: int = Field(
         2, ge=1, description="layers 0, f, 2f, ... cross-attend to the vision features"
     )

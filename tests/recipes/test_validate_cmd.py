@@ -132,6 +132,16 @@ BAD_CASES = [
         ["r.yaml: --set stages.pretrain.epochs: expected KEY=VALUE"],
         args=["--set", "stages.pretrain.epochs"],
     ),
+    BadCase(
+        "absurd-pattern-width",
+        {"r.yaml": changed({"model.connector": "mlp100000000x_gelu"})},
+        ["r.yaml: model.connector.depth: must be less than or equal to 256, got 100000000"],
+    ),
+    BadCase(
+        "absurd-option-size",
+        {"r.yaml": changed({"model.connector": {"name": "qformer", "num_queries": 10**9}})},
+        ["r.yaml: model.connector.num_queries: must be less than or equal to 16384, got 1000000000"],
+    ),
     BadCase("missing-file", {"other.yaml": changed({})}, ["nope.yaml: file not found"], recipe="nope.yaml"),
 ]
 
