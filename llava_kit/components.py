@@ -23,7 +23,7 @@ MAX_MULTIPLIER = 64
 class Options(BaseModel):
     """Base for every component's recipe options: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class NoOptions(Options):

@@ -31,13 +31,24 @@ def resolve_image(root: Path, relative: str, *, sample_id: str, source: Path) ->
     return candidate
 
 
+# The most pixels an image may declare before it is decoded (8k x 8k, about 200 MB as RGB;
+# below PIL's own warning threshold). A few hundred bytes of PNG can declare billions: such
+# a "decompression bomb" is refused from its header, before any memory is spent on it.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
 def load_image(path: Path, *, sample_id: str) -> Image.Image:
     """Open an image as RGB, turning decoder failures into a DataError naming the sample."""
+    hint = "re-download or remove the file; `llava-kit data check` lists every bad image"
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(
+                    f"sample {sample_id!r}: image {path} declares {width} x {height} pixels, "
+                    f"more than the {MAX_IMAGE_PIXELS:,} llava-kit decodes",
+                    hint="shrink the image, or remove it if it was not meant to be that large",
+                )
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(
-            f"sample {sample_id!r}: cannot read image {path}: {exc}",
-            hint="re-download or remove the file; `llava-kit data check` lists every bad image",
-        ) from exc
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise DataError(f"sample {sample_id!r}: cannot read image {path}: {exc}", hint=hint) from exc

@@ -43,9 +43,9 @@ _MODULE_PATH_RE = re.compile(r"\w+(\.\w+)*")
 
 
 class RecipeSection(BaseModel):
-    """A recipe section: unknown keys are errors."""
+    """A recipe section: unknown keys are errors, and so are infinite or NaN numbers."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelSpec(RecipeSection):

@@ -36,16 +36,67 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# Recipes and grid files are a few hundred values; these bounds are far above that and far
+# below what would exhaust memory. Aliases are counted as expanded: a few lines of nested
+# anchors (a "billion laughs") describe billions of values.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000
+
+
 def parse_yaml(text: str, label: str) -> Any:
     """YAML text -> plain Python data; ``label`` names the text in errors."""
+    if len(text) > MAX_YAML_BYTES:
+        raise RecipeError(f"{label}: {len(text):,} characters; a recipe may have at most "
+                          f"{MAX_YAML_BYTES:,}")
+    loader = _UniqueKeyLoader(text)
     try:
-        return fresh_copy(yaml.load(text, Loader=_UniqueKeyLoader))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, label)
+        return fresh_copy(loader.construct_document(node))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise RecipeError(f"{label}: {where}invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{label}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expanded_size(root: yaml.Node, label: str) -> None:
+    """Refuses a document whose aliases expand past MAX_YAML_VALUES values, or into themselves."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise RecipeError(f"{label}: line {node.start_mark.line + 1}: an alias refers to a "
+                              "value that contains it; recipes cannot be recursive")
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise RecipeError(
+                    f"{label}: more than {MAX_YAML_VALUES:,} values once its aliases are "
+                    "expanded; is an anchor repeated inside itself?",
+                    hint="a recipe needs a few hundred values; write the repeated part once",
+                )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def read_mapping(path: Path, label: str) -> dict[str, Any]:

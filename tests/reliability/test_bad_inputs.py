@@ -4,6 +4,8 @@ a message naming the field or the sample, no traceback, and no run directory lef
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,6 +85,31 @@ def _corrupt(recipe: Recipe, case: Path, sqa: Path) -> None:
     (case / "images" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
 
 
+def _data_bytes(data: bytes) -> Callable[[Recipe, Path, Path], None]:
+    def setup(recipe: Recipe, case: Path, sqa: Path) -> None:
+        (case / "data.json").write_bytes(data)
+    return setup
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels in a few dozen bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _bomb(recipe: Recipe, case: Path, sqa: Path) -> None:
+    (case / "images" / "0.png").write_bytes(_png_header(10_000, 10_000))
+
+
+# Nine anchors, each nine times the one before: 9**9 values once expanded.
+_ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi")
+)
+
+
 def _eval_split(recipe: Recipe, case: Path, sqa: Path) -> None:
     recipe["eval"] = {"sqa": {"name": "scienceqa", "root": str(sqa), "split": "nope"}}
 
@@ -123,6 +150,11 @@ CASES = [
          ("invalid YAML",)),
     Case("yaml_syntax_error", "run", _raw_yaml("name: [unclosed\nmodel: {}\n"), ("line",)),
     Case("set_unknown_field", "run", _set_typo, ("epoch",)),
+    Case("yaml_alias_bomb", "run", _raw_yaml(_ALIAS_BOMB), ("raw.yaml", "more than 100,000 values")),
+    Case("yaml_recursive_alias", "run", _raw_yaml("name: &a [1, *a]\n"), ("raw.yaml", "recursive")),
+    Case("absurd_connector_width", "run", _set("model.connector", "mlp100000000x_gelu"),
+         ("model.connector.depth",)),
+    Case("infinite_epochs", "run", _set("stages.pretrain.epochs", float("inf")), ("epochs",)),
     Case("missing_tokenizer", "run", _tokenizer, ("no-tokenizer",)),
     Case("stage_name_with_slash", "run", _rename_stage, ("pre/train",)),
     Case("bad_on_bad_sample", "run", _set("runtime.on_bad_sample", "ignore"), ("on_bad_sample",)),
@@ -133,6 +165,10 @@ CASES = [
     # ---------------------------------------------------------------- data sets
     Case("data_file_missing", "run", _data_path, ("absent.json",)),
     Case("invalid_json", "run", _data_text("[{\"id\": "), ("invalid JSON", "data.json")),
+    Case("deeply_nested_json", "run", _data_text("[" * 100_000 + "]" * 100_000),
+         ("data.json", "nested too deeply")),
+    Case("data_not_utf8", "run", _data_bytes(b'[{"id": "\xff"}]'), ("data.json", "not UTF-8")),
+    Case("decompression_bomb_image", "check", _bomb, ("'s0'", "0.png", "10000 x 10000 pixels")),
     Case("records_not_a_list", "run", _data_text("{\"id\": 1}"), ("expected a JSON list",)),
     Case("image_root_missing", "run", _image_root, ("no-images", "image_root")),
     Case("missing_image", "run", _edit_records(lambda r: r[1].update(image="missing.png")),

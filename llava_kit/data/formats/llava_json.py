@@ -14,7 +14,6 @@ error, resolving images) are shared with the ``captions`` format.
 from __future__ import annotations
 
 import gc
-import json
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from llava_kit.data.formats.base import DataFormat
 from llava_kit.data.images import resolve_image
 from llava_kit.data.sample import Sample
 from llava_kit.errors import DataError
+from llava_kit.json_io import parse_json, read_json
 from llava_kit.templates.base import Message, Role
 
 # LLaVA files say human/gpt; user/assistant are accepted for hand-written data.
@@ -159,18 +159,11 @@ def read_records(source: Path, limit: int | None) -> list[tuple[str, Any]]:
     if source.suffix == ".jsonl":
         return _read_jsonl(source, limit)
     try:
-        with source.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        hint = "the file must be one JSON list of records"
-        if exc.msg == "Extra data":
-            hint += "; if it holds one record per line, give it the .jsonl extension"
-        raise DataError(
-            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            hint=hint,
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source}: not UTF-8 text: {exc}", hint="save it as UTF-8") from exc
+        data = read_json(source, hint="the file must be one JSON list of records")
+    except DataError as exc:
+        if "Extra data" in exc.message:
+            exc.hint = f"{exc.hint}; if it holds one record per line, give it the .jsonl extension"
+        raise
     if not isinstance(data, list):
         raise DataError(
             f"{source}: expected a JSON list of records, found a {type(data).__name__}",
@@ -185,16 +178,21 @@ def _read_jsonl(source: Path, limit: int | None) -> list[tuple[str, Any]]:
     records: list[tuple[str, Any]] = []
     problems = Problems(source)
     with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if limit is not None and len(records) >= limit:
-                break
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                records.append((f"line {number}", json.loads(text)))
-            except json.JSONDecodeError as exc:
-                problems.add(f"line {number}", f"invalid JSON at column {exc.colno}: {exc.msg}")
+        try:
+            for number, line in enumerate(handle, start=1):
+                if limit is not None and len(records) >= limit:
+                    break
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                where = f"line {number}"
+                try:
+                    records.append((where, parse_json(text, where, column_only=True)))
+                except DataError as exc:
+                    problems.add(where, exc.message.removeprefix(f"{where}: "))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{source}: not UTF-8 text ({exc.reason})",
+                            hint="save the file as UTF-8") from None
     problems.raise_if_any()
     return records
 

@@ -31,6 +31,7 @@ from llava_kit.data.scienceqa_prompts import (
     render_output,
 )
 from llava_kit.errors import DataError
+from llava_kit.json_io import read_json
 from llava_kit.templates.base import Message
 
 PROBLEMS_FILE = "problems.json"
@@ -234,14 +235,7 @@ def _meta(problem: dict[str, Any], split: str) -> dict[str, Any]:
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise DataError(f"ScienceQA file not found: {path}", hint=_WHERE_TO_GET)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            hint="re-download the file; it may be truncated",
-        ) from exc
+    return read_json(path, hint="re-download the file; it may be truncated")
 
 
 def _read_captions(root: Path) -> dict[str, str]:
