@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 
 
-
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     overrides: list[str] = typer.Option([], "--set", help="Override a field: a.b.c=value."),
