@@ -28,23 +28,19 @@ EXPORT_FORMAT_VERSION = 1
 def load_run(run_dir: Path) -> tuple["Recipe", "LlavaModel"]:
     """The run's recipe and its model with every finished stage's weights (eval mode)."""
     from llava_kit.recipes import load_recipe
-    from llava_kit.train.checkpoint import COMPLETE_MARKER
-    from llava_kit.train.run_dir import RESOLVED_RECIPE
-    from llava_kit.train.runner import FINAL, stage_dir
+    from llava_kit.train.run_dir import RunDir
     from llava_kit.train.trained_model import load_trained_model
 
     run_dir = Path(run_dir)
-    recipe_path = run_dir / RESOLVED_RECIPE
+    layout = RunDir(run_dir)
+    recipe_path = layout.resolved_recipe
     if not recipe_path.is_file():
         raise LlavaKitError(
-            f"{run_dir} is not a run directory: it holds no {RESOLVED_RECIPE}",
+            f"{run_dir} is not a run directory: it holds no {recipe_path.name}",
             hint="pass the folder `llava-kit run` wrote (runs/<recipe>/<time>)",
         )
     recipe = load_recipe(recipe_path)
-    finished = [
-        name for name in recipe.enabled_stages
-        if (stage_dir(run_dir, name) / FINAL / COMPLETE_MARKER).is_file()
-    ]
+    finished = [name for name in recipe.enabled_stages if layout.stage(name).is_finished()]
     if not finished:
         raise LlavaKitError(
             f"{run_dir}: no stage has finished, so there are no trained weights to use",

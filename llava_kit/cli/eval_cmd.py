@@ -108,10 +108,10 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None) -> None:
     from llava_kit.model.build import build_template
     from llava_kit.recipes import load_recipe
     from llava_kit.train.run import final_template_spec
-    from llava_kit.train.run_dir import RESOLVED_RECIPE
+    from llava_kit.train.run_dir import RunDir
     from llava_kit.train.trained_model import load_trained_model
 
-    recipe_path = run / RESOLVED_RECIPE
+    recipe_path = RunDir(run).resolved_recipe
     if not recipe_path.is_file():
         raise LlavaKitError(
             f"{recipe_path} not found",

@@ -10,8 +10,6 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from llava_kit.errors import LlavaKitError
-
 
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
@@ -32,7 +30,7 @@ def run(
     from llava_kit.demo.prepare import ensure_demo_data
     from llava_kit.train.launch import launch_command, run_launcher
     from llava_kit.train.run import run_recipe
-    from llava_kit.train.run_dir import default_run_dir
+    from llava_kit.train.run_dir import RunDir
 
     launched = "WORLD_SIZE" in os.environ
     if (nproc > 1 or hostfile is not None) and not launched:
@@ -43,23 +41,13 @@ def run(
     ensure_demo_data(loaded)
     run_dir = output_dir or loaded.runtime.output_dir
     if run_dir is None:
-        run_dir = latest_run(loaded.name) if resume else default_run_dir(loaded.name)
+        run_dir = (RunDir.latest(loaded.name) if resume else RunDir.default(loaded.name)).root
     finished = run_recipe(
         loaded, recipe_yaml=recipe_to_yaml(loaded), run_dir=run_dir, resume=resume,
         evaluate=not no_eval,
     )
     if not launched or os.environ.get("RANK", "0") == "0":
-        Console().print(f"[green]run finished:[/green] {finished} (report: {finished / 'report.md'})")
-
-
-def latest_run(recipe_name: str, base: Path = Path("runs")) -> Path:
-    runs = sorted(p for p in (base / recipe_name).glob("*") if p.is_dir())
-    if not runs:
-        raise LlavaKitError(
-            f"--resume: no earlier run of {recipe_name!r} under {base / recipe_name}",
-            hint="pass --output-dir with the run directory to resume",
-        )
-    return runs[-1]
+        Console().print(f"[green]run finished:[/green] {finished} (report: {RunDir(finished).report})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """Checking a recipe's data before (and without) training: one report of every problem."""
 
 from llava_kit.datacheck.check import check_recipe
-from llava_kit.datacheck.report import SKIPPED_FILE, CheckReport, Problem
+from llava_kit.datacheck.report import CheckReport, Problem
 
-__all__ = ["SKIPPED_FILE", "CheckReport", "Problem", "check_recipe"]
+__all__ = ["CheckReport", "Problem", "check_recipe"]

@@ -26,7 +26,6 @@ KINDS: dict[str, str] = {
 WARNING_KINDS = frozenset({"unknown_field"})
 # Per kind, enough lines to see the pattern without flooding the terminal.
 MAX_LISTED = 10
-SKIPPED_FILE = "skipped_samples.jsonl"
 
 
 @dataclass(frozen=True)
@@ -92,12 +91,12 @@ class CheckReport:
 
     def write_skipped(self, run_dir: Path) -> Path:
         """skipped_samples.jsonl: one line per skipped sample and reason."""
-        from llava_kit.train.run_dir import atomic_write_text
+        from llava_kit.train.run_dir import RunDir, atomic_write_text
 
         rows = [
             json.dumps(asdict(p), sort_keys=True)
             for p in self.errors if p.sample_id is not None
         ]
-        path = run_dir / SKIPPED_FILE
+        path = RunDir(run_dir).skipped_samples
         atomic_write_text(path, "".join(f"{row}\n" for row in rows))
         return path

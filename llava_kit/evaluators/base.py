@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llava_kit.components import Options
+from llava_kit.train.run_dir import RunDir
 
 if TYPE_CHECKING:
     from llava_kit.model.vlm import LlavaModel
@@ -21,6 +22,11 @@ class EvalContext:
     run_dir: Path
     name: str
 
+    @property
+    def results_dir(self) -> Path:
+        """The folder the evaluator writes its files to."""
+        return RunDir(self.run_dir).results
+
 
 @dataclass
 class EvalResult:
@@ -32,7 +38,7 @@ class EvalResult:
 
 
 class Evaluator(ABC):
-    """Scores a trained model; writes its own files under ``run_dir/results``."""
+    """Scores a trained model; writes its own files under ``context.results_dir``."""
 
     Options: ClassVar[type[Options]]
 

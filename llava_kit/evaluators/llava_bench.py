@@ -5,7 +5,7 @@ endpoint) reviews the reference answer and ours side by side (see
 :mod:`llava_kit.evaluators.llava_bench_review`); the relative score is
 mean(ours) / mean(reference) x 100 per category (conversation, detail, complex) and overall.
 
-Files written under ``run_dir/results`` (stem ``llava_bench``):
+Files written under the run's results folder (stem ``llava_bench``):
 
 - ``<stem>_answers.jsonl``: our answers {question_id, category, prompt, text};
 - ``<stem>_reviews.jsonl``: the judge's raw reply and parsed scores per question;
@@ -81,7 +81,7 @@ class LlavaBenchEvaluator(Evaluator):
     def evaluate(self, context: EvalContext) -> EvalResult:
         opts: LlavaBenchOptions = self.options  # type: ignore[assignment]
         # Built first: a missing key variable should stop the run before generation.
-        client = self._client(context.run_dir / "results")
+        client = self._client(context.results_dir)
         bench = read_bench(Path(opts.questions), Path(opts.context), Path(opts.answers), opts.limit)
         if not bench:
             raise DataError(f"{opts.questions}: no questions to evaluate")
@@ -94,7 +94,7 @@ class LlavaBenchEvaluator(Evaluator):
             max_new_tokens=opts.max_new_tokens,
             temperature=opts.temperature,
         )
-        results_dir = context.run_dir / "results"
+        results_dir = context.results_dir
         results_dir.mkdir(parents=True, exist_ok=True)
         _write_jsonl(
             results_dir / f"{STEM}_answers.jsonl",

@@ -3,7 +3,7 @@
 The model sees the INPUT part of the prompt format (e.g. QCM of QCM-LEA) in the user turn,
 with ``<image>`` in front of the question as in the reference's model_vqa_science.py; the
 OUTPUT part only tells what the model was trained to write. Files written under
-``run_dir/results`` (stem ``scienceqa_<split>``, plus ``_blank`` with blank images):
+the run's results folder (stem ``scienceqa_<split>``, plus ``_blank`` with blank images):
 
 - ``<stem>.json``: the reference's result file (acc, correct, count, results, outputs);
   ``results`` is what ScienceQA's tools/evaluate_acc.py reads;
@@ -127,7 +127,7 @@ class ScienceQAEvaluator(Evaluator):
         stem = f"scienceqa_{opts.split}" + ("_blank" if opts.blank_images else "")
         files = write_results(
             scored,
-            context.run_dir / "results",
+            context.results_dir,
             stem,
             prompts={item.id: item.messages[-1].content for item in prompts},
         )

@@ -10,7 +10,7 @@ from llava_kit.export.hf_llava import export_hf_llava
 from llava_kit.export.llava_kit_format import export_llava_kit
 from llava_kit.loading import load_run
 from llava_kit.train.lora import merge_lora
-from llava_kit.train.run_dir import RESOLVED_RECIPE
+from llava_kit.train.run_dir import RunDir
 
 ExportFormat = Literal["hf-llava", "llava-kit"]
 
@@ -31,5 +31,5 @@ def export_run(run_dir: Path, fmt: ExportFormat, out: Path) -> list[str]:
     merge_lora(model)
     if fmt == "hf-llava":
         return export_hf_llava(model, recipe, out)
-    export_llava_kit(model, (run_dir / RESOLVED_RECIPE).read_text(), out)
+    export_llava_kit(model, RunDir(run_dir).resolved_recipe.read_text(), out)
     return []

@@ -16,7 +16,7 @@ from llava_kit.grid.plan import cell_dir, read_cell_record
 from llava_kit.grid.spec import Grid
 from llava_kit.train.metrics import read_metrics
 from llava_kit.train.report import render_table
-from llava_kit.train.run_dir import atomic_write_bytes, atomic_write_text
+from llava_kit.train.run_dir import RunDir, atomic_write_bytes, atomic_write_text
 
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
@@ -198,7 +198,7 @@ def _plot_curves(path: Path, grid: Grid, grid_dir: Path) -> bool:
     axes = figure.add_subplot()
     drawn = False
     for cell in grid.cells:
-        metrics = cell_dir(grid_dir, cell.name) / "metrics.jsonl"
+        metrics = RunDir(cell_dir(grid_dir, cell.name)).metrics
         if not metrics.is_file():
             continue
         curves = epoch_curves(read_metrics(metrics))

@@ -16,20 +16,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llava_kit.train.checkpoint import COMPLETE_MARKER
 from llava_kit.train.metrics import MetricsLogger, read_metrics
-from llava_kit.train.run import SUMMARY_FILE
-from llava_kit.train.runner import CONNECTOR_FILE, FINAL, stage_dir
+from llava_kit.train.run_dir import RunDir, StageDir
 
-METRICS_FILE = "metrics.jsonl"
 ORIGIN_FILE = "origin.json"
-_STAGE_FILES = (FINAL, CONNECTOR_FILE, SUMMARY_FILE)
 
 
 def stage_finished(run_dir: Path, stage: str) -> bool:
     """What train_stages needs to skip a stage on resume."""
-    folder = stage_dir(run_dir, stage)
-    return (folder / FINAL / COMPLETE_MARKER).is_file() and (folder / SUMMARY_FILE).is_file()
+    return _reusable(RunDir(run_dir).stage(stage))
+
+
+def _reusable(stage: StageDir) -> bool:
+    return stage.is_finished() and stage.has_summary()
+
+
+def _entry_metrics(entry: Path) -> Path:
+    """An entry keeps its stage's metric records under the name a run directory uses."""
+    return RunDir(entry).metrics
 
 
 class StageStore:
@@ -40,8 +44,7 @@ class StageStore:
         return self.root / key
 
     def has(self, key: str) -> bool:
-        entry = self.entry(key)
-        return (entry / FINAL / COMPLETE_MARKER).is_file() and (entry / SUMMARY_FILE).is_file()
+        return _reusable(StageDir(self.entry(key)))
 
     def keys(self) -> list[str]:
         if not self.root.is_dir():
@@ -56,16 +59,16 @@ class StageStore:
         """Copy a finished stage of ``run_dir`` into the store; False if it was already there."""
         if self.has(key):
             return False
-        source = stage_dir(run_dir, stage)
+        source = RunDir(run_dir).stage(stage)
         temp = self.root / f".{key}.{os.getpid()}.tmp"
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir(parents=True)
-        for name in _STAGE_FILES:
-            _link_tree(source / name, temp / name)
-        metrics = run_dir / METRICS_FILE
+        for part, copy in zip(source.finished_parts, StageDir(temp).finished_parts, strict=True):
+            _link_tree(part, copy)
+        metrics = RunDir(run_dir).metrics
         records = [r for r in read_metrics(metrics) if r.get("stage") == stage] \
             if metrics.is_file() else []
-        (temp / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+        _entry_metrics(temp).write_text("".join(json.dumps(r) + "\n" for r in records))
         (temp / ORIGIN_FILE).write_text(json.dumps(
             {"cell": cell, "stage": stage, "time": time.time()}, indent=2
         ))
@@ -80,13 +83,13 @@ class StageStore:
         """Put the stored stage into ``run_dir/checkpoints/<stage>`` (hard links where possible)
         and append its metric records to the run's metrics.jsonl."""
         entry = self.entry(key)
-        target = stage_dir(run_dir, stage)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in _STAGE_FILES:
-            _link_tree(entry / name, target / name)
-        stored = entry / METRICS_FILE
+        target = RunDir(run_dir).stage(stage)
+        target.path.mkdir(parents=True, exist_ok=True)
+        for part, copy in zip(StageDir(entry).finished_parts, target.finished_parts, strict=True):
+            _link_tree(part, copy)
+        stored = _entry_metrics(entry)
         if stored.is_file():
-            logger = MetricsLogger(run_dir / METRICS_FILE)
+            logger = MetricsLogger(RunDir(run_dir).metrics)
             for record in read_metrics(stored):
                 logger.log(record)
 

@@ -23,8 +23,7 @@ from llava_kit.grid.plan import CELL_FILE, STORE_DIR, cell_dir
 from llava_kit.grid.spec import Cell
 from llava_kit.grid.store import StageStore, stage_finished
 from llava_kit.train.report import StageSummary, write_report
-from llava_kit.train.run_dir import atomic_write_text, write_resolved_recipe
-from llava_kit.train.runner import stage_dir
+from llava_kit.train.run_dir import RunDir, atomic_write_text, write_resolved_recipe
 
 log = logging.getLogger("llava_kit")
 
@@ -80,7 +79,7 @@ def _train_and_evaluate(
 
 def _evaluate(cell: Cell, run_dir: Path) -> dict[str, dict[str, float]]:
     """Evaluate the trained cell and write its report.md with the evaluators' sections."""
-    from llava_kit.train.run import SUMMARY_FILE, evaluate_model
+    from llava_kit.train.run import evaluate_model
     from llava_kit.train.trained_model import load_trained_model
 
     recipe = cell.recipe
@@ -88,13 +87,13 @@ def _evaluate(cell: Cell, run_dir: Path) -> dict[str, dict[str, float]]:
     model = load_trained_model(recipe, run_dir).to(torch.device("cuda" if use_cuda else "cpu"))
     results = evaluate_model(recipe, model, run_dir)
     summaries = [
-        StageSummary(**json.loads((stage_dir(run_dir, name) / SUMMARY_FILE).read_text()))
+        StageSummary(**json.loads(RunDir(run_dir).stage(name).summary.read_text()))
         for name in recipe.enabled_stages
     ]
     write_report(
         run_dir, recipe_name=recipe.name, stages=summaries,
         sections=[section for result in results for section in result.report_sections],
-        metrics_path=run_dir / "metrics.jsonl",
+        metrics_path=RunDir(run_dir).metrics,
     )
     return {name: dict(result.metrics) for name, result in zip(recipe.eval, results)}
 

@@ -288,7 +288,7 @@ def load_connector_strict(
         raise ModelError(
             f"connector weights not found: {path}",
             hint="train the stage that writes them first, or point the recipe at an existing "
-            "connector.safetensors",
+            "connector weights file",
         )
     try:
         saved = load_file(path, device="cpu")

@@ -20,10 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llava_kit.train.metrics import read_metrics
-from llava_kit.train.run_dir import RESOLVED_RECIPE, atomic_write_bytes, atomic_write_text
-
-REPORT_FILE = "report.md"
-LOSS_PLOT_FILE = "loss.png"
+from llava_kit.train.run_dir import RunDir, atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -94,20 +91,22 @@ def write_report(
     metrics_path: Path,
 ) -> Path:
     """Writes run_dir/report.md (and loss.png when any loss was logged); returns the report."""
+    layout = RunDir(run_dir)
     recipe_line = f"- Recipe: `{recipe_name}`"
-    if (run_dir / RESOLVED_RECIPE).is_file():
-        recipe_line += f" (resolved: [{RESOLVED_RECIPE}]({RESOLVED_RECIPE}))"
+    if layout.resolved_recipe.is_file():
+        resolved = layout.resolved_recipe.name
+        recipe_line += f" (resolved: [{resolved}]({resolved}))"
     parts = [f"# Run report: {recipe_name}\n", recipe_line + "\n"]
     if stages:
         parts.append("## Training\n")
         parts += [_stage_section(stage) for stage in stages]
         records = read_metrics(metrics_path) if metrics_path.is_file() else []
-        if _plot_losses(run_dir / LOSS_PLOT_FILE, records, stages):
-            parts.append(f"## Loss\n\n![training loss per stage]({LOSS_PLOT_FILE})\n")
+        if _plot_losses(layout.loss_plot, records, stages):
+            parts.append(f"## Loss\n\n![training loss per stage]({layout.loss_plot.name})\n")
         else:
             parts.append("## Loss\n\nNo loss values were logged.\n")
     parts += [section if section.endswith("\n") else section + "\n" for section in sections]
-    path = run_dir / REPORT_FILE
+    path = layout.report
     atomic_write_text(path, "\n".join(parts))
     return path
 

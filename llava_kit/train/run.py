@@ -19,15 +19,16 @@ from llava_kit.model.vlm import LlavaModel
 from llava_kit.train.distributed import DistributedContext, barrier, init_distributed
 from llava_kit.train.metrics import MetricsLogger
 from llava_kit.train.report import StageSummary, write_report
-from llava_kit.train.run_dir import atomic_write_text, prepare_run_dir, write_resolved_recipe
-from llava_kit.train.runner import RunContext, StageRunner, is_zero3_partitioned, stage_dir
+from llava_kit.train.run_dir import (
+    RunDir, atomic_write_text, prepare_run_dir, write_resolved_recipe,
+)
+from llava_kit.train.runner import RunContext, StageRunner, is_zero3_partitioned
 from llava_kit.train.trained_model import load_trained_model
 
 if TYPE_CHECKING:
     from llava_kit.recipes.schema import Recipe, RuntimeSpec
 
 log = logging.getLogger("llava_kit")
-SUMMARY_FILE = "summary.json"
 
 
 def resolve_device(runtime: "RuntimeSpec", dist: DistributedContext) -> torch.device:
@@ -85,7 +86,7 @@ def run_recipe(
     ctx = RunContext(
         recipe=recipe, run_dir=run_dir, dist=dist, device=device,
         precision=resolve_precision(runtime, device),
-        metrics=MetricsLogger(run_dir / "metrics.jsonl", enabled=dist.is_main), resume=resume,
+        metrics=MetricsLogger(RunDir(run_dir).metrics, enabled=dist.is_main), resume=resume,
         skipped=skipped_ids(checked, recipe) if skip else None,
     )
     summaries, model = train_stages(ctx, model)
@@ -100,7 +101,7 @@ def run_recipe(
         write_report(
             run_dir, recipe_name=recipe.name, stages=summaries,
             sections=[section for result in results for section in result.report_sections],
-            metrics_path=run_dir / "metrics.jsonl",
+            metrics_path=RunDir(run_dir).metrics,
         )
     return run_dir
 
@@ -119,7 +120,7 @@ def train_stages(ctx: RunContext, model: LlavaModel) -> tuple[list[StageSummary]
             # the finished stages' weights.
             model = load_trained_model(ctx.recipe, ctx.run_dir).to(ctx.device)
         runner = StageRunner(ctx, model, name, stage, previous)
-        summary_path = stage_dir(ctx.run_dir, name) / SUMMARY_FILE
+        summary_path = RunDir(ctx.run_dir).stage(name).summary
         if ctx.resume and runner.load_finished() and summary_path.is_file():
             log.info("stage %s finished earlier; reusing its weights", name)
             summaries.append(StageSummary(**json.loads(summary_path.read_text())))

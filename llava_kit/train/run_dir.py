@@ -1,4 +1,9 @@
-"""The run directory: where it goes, when it may be reused, and what makes it re-runnable.
+"""The run directory: where it goes, what lies where inside it, when it may be reused, and
+what makes it re-runnable.
+
+``RunDir`` and ``StageDir`` are the one place that names the files and folders of a run
+directory; every other module asks them for paths. The checkpoint format inside a stage's
+folders (``step-XXXXXXXX``, the ``COMPLETE`` marker) belongs to ``train/checkpoint.py``.
 
 Every file written here (and by the checkpoint, metrics and report modules) goes through
 ``atomic_output``: a crash leaves either the old file or the new one, never half of one.
@@ -14,14 +19,13 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 from llava_kit.errors import LlavaKitError
 
-RESOLVED_RECIPE = "recipe.resolved.yaml"
-PROVENANCE = "provenance.json"
 
 _VERSIONED_PACKAGES = ("llava-kit", "torch", "transformers", "deepspeed")
 _GIT_REVISION = re.compile(r"^[0-9a-f]{40,64}( \(dirty\))?$")
@@ -37,12 +41,104 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-def default_run_dir(
-    recipe_name: str, base: Path = Path("runs"), *, now: datetime | None = None
-) -> Path:
-    """runs/<recipe name>/<YYYYmmdd-HHMMSS>: one folder per launch, sorted by time."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return base / recipe_name / stamp
+@dataclass(frozen=True)
+class StageDir:
+    """``checkpoints/<stage>/``: the stage's step checkpoints while it trains, then what it
+    leaves when it finishes (the grid's stage store keeps entries with the same parts)."""
+
+    path: Path
+
+    @property
+    def final(self) -> Path:
+        """The final checkpoint (the stage's trained weights)."""
+        return self.path / "final"
+
+    @property
+    def connector(self) -> Path:
+        """The connector weights the next stage starts from."""
+        return self.path / "connector.safetensors"
+
+    @property
+    def summary(self) -> Path:
+        """The stage's StageSummary as JSON."""
+        return self.path / "summary.json"
+
+    @property
+    def finished_parts(self) -> tuple[Path, Path, Path]:
+        """Everything a finished stage leaves: final checkpoint, connector, summary."""
+        return (self.final, self.connector, self.summary)
+
+    def is_finished(self) -> bool:
+        """The final checkpoint is complete (the connector is written before it)."""
+        from llava_kit.train.checkpoint import COMPLETE_MARKER  # checkpoint.py imports this module
+
+        return (self.final / COMPLETE_MARKER).is_file()
+
+    def has_summary(self) -> bool:
+        return self.summary.is_file()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory (``runs/<recipe name>/<time>`` unless the user chose another)."""
+
+    root: Path
+
+    @classmethod
+    def default(
+        cls, recipe_name: str, base: Path = Path("runs"), now: datetime | None = None
+    ) -> RunDir:
+        """runs/<recipe name>/<YYYYmmdd-HHMMSS>: one folder per launch, sorted by time."""
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        return cls(base / recipe_name / stamp)
+
+    @classmethod
+    def latest(cls, recipe_name: str, base: Path = Path("runs")) -> RunDir:
+        """The newest run of ``recipe_name`` under ``base`` (for ``run --resume``)."""
+        runs = sorted(p for p in (base / recipe_name).glob("*") if p.is_dir())
+        if not runs:
+            raise LlavaKitError(
+                f"--resume: no earlier run of {recipe_name!r} under {base / recipe_name}",
+                hint="pass --output-dir with the run directory to resume",
+            )
+        return cls(runs[-1])
+
+    @property
+    def resolved_recipe(self) -> Path:
+        return self.root / "recipe.resolved.yaml"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "loss.png"
+
+    @property
+    def skipped_samples(self) -> Path:
+        return self.root / "skipped_samples.jsonl"
+
+    @property
+    def results(self) -> Path:
+        """The folder evaluators write their files to."""
+        return self.root / "results"
+
+    def epoch_eval(self, stage: str, epoch: int) -> Path:
+        """Where eval_every_epoch evaluates ``stage`` after ``epoch``; laid out as a run
+        directory of its own, so its evaluators write to its ``results``."""
+        return self.root / "epoch_eval" / f"{stage}-{epoch}"
+
+    def stage(self, name: str) -> StageDir:
+        return StageDir(self.root / "checkpoints" / name)
 
 
 def prepare_run_dir(path: Path, *, resume: bool) -> Path:
@@ -54,9 +150,10 @@ def prepare_run_dir(path: Path, *, resume: bool) -> Path:
                 hint="pass the --output-dir of the run to resume, "
                 "or drop --resume to start a new run",
             )
-        if not (path / RESOLVED_RECIPE).is_file():
+        recipe = RunDir(path).resolved_recipe
+        if not recipe.is_file():
             raise LlavaKitError(
-                f"cannot resume: {path} holds no {RESOLVED_RECIPE}, "
+                f"cannot resume: {path} holds no {recipe.name}, "
                 "so it is not a llava-kit run directory",
                 hint="pass the --output-dir of an earlier `llava-kit run`, or drop --resume",
             )
@@ -177,7 +274,8 @@ def write_resolved_recipe(
     provenance.json with the same facts; returns the recipe's path."""
     info = provenance() if info is None else info
     body = recipe_yaml if recipe_yaml.endswith("\n") else recipe_yaml + "\n"
-    recipe_path = run_dir / RESOLVED_RECIPE
+    layout = RunDir(run_dir)
+    recipe_path = layout.resolved_recipe
     atomic_write_text(recipe_path, provenance_comment(info) + body)
-    atomic_write_text(run_dir / PROVENANCE, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(layout.provenance, json.dumps(info, indent=2) + "\n")
     return recipe_path

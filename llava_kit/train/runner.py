@@ -34,16 +34,13 @@ from llava_kit.train.metrics import MetricsLogger
 from llava_kit.train.optim import lr_lambda, param_groups
 from llava_kit.train.progress import StageProgress
 from llava_kit.train.report import StageSummary
+from llava_kit.train.run_dir import RunDir
 from llava_kit.train.signals import (
     StopRequest, interrupted, log_skipped_step, non_finite_loss, out_of_memory,
 )
 
 if TYPE_CHECKING:
     from llava_kit.recipes.schema import Recipe, StageSpec
-
-CONNECTOR_FILE = "connector.safetensors"
-FINAL = "final"
-
 
 @dataclass
 class RunContext:
@@ -71,10 +68,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-def stage_dir(run_dir: Path, stage_name: str) -> Path:
-    return run_dir / "checkpoints" / stage_name
 
 
 def connector_meta(model: LlavaModel, recipe: "Recipe") -> dict[str, Any]:
@@ -109,14 +102,14 @@ class StageRunner:
         self.name = name
         self.stage = stage
         self.previous_stage = previous_stage
-        self.dir = stage_dir(ctx.run_dir, name)
+        self.dir = RunDir(ctx.run_dir).stage(name)
         self.field = f"stages.{name}"
 
     # ----------------------------------------------------------------- set-up
     def _init_connector(self) -> None:
         source = self.stage.init_connector_from
         if source is None and self.previous_stage is not None:
-            source = str(stage_dir(self.ctx.run_dir, self.previous_stage) / CONNECTOR_FILE)
+            source = str(RunDir(self.ctx.run_dir).stage(self.previous_stage).connector)
         if source is None:
             return
         if is_zero3_partitioned(self.model.connector):
@@ -310,7 +303,7 @@ class StageRunner:
         from llava_kit.train.run import evaluate_model  # run.py imports this module
 
         if self.ctx.dist.is_main and not is_zero3_partitioned(self.model):
-            out = self.ctx.run_dir / "epoch_eval" / f"{self.name}-{epoch}"
+            out = RunDir(self.ctx.run_dir).epoch_eval(self.name, epoch)
             results = evaluate_model(self.ctx.recipe, self.model, out)
             for name, result in zip(self.ctx.recipe.eval, results):
                 self.ctx.metrics.log(
@@ -323,13 +316,13 @@ class StageRunner:
         runtime = self.ctx.recipe.runtime
         # ZeRO keeps gradients in its own partitioned buffers: only stopping is safe there.
         if runtime.on_nan == "stop" or runtime.deepspeed != "none":
-            raise non_finite_loss(self.name, step, loss, latest_checkpoint(self.dir))
+            raise non_finite_loss(self.name, step, loss, latest_checkpoint(self.dir.path))
         log_skipped_step(self.name, step, loss)
         self.model.zero_grad(set_to_none=True)
 
     def _stop(self, backend: Backend, step: int, samples_seen: int, signal_name: str | None) -> None:
         """SIGTERM/SIGINT: checkpoint the finished step (unless just saved) and stop."""
-        path = step_checkpoint_dir(self.dir, step)
+        path = step_checkpoint_dir(self.dir.path, step)
         if not (path / COMPLETE_MARKER).is_file():
             self._save_step(backend, step, samples_seen)
         raise interrupted(signal_name or "a signal to another rank", self.name, step, path)
@@ -344,14 +337,14 @@ class StageRunner:
             state = {"step": step, "samples_seen": samples_seen,
                      "rng": [rng for _, rng in per_rank]}
             save_checkpoint(
-                step_checkpoint_dir(self.dir, step), weights=weights,
+                step_checkpoint_dir(self.dir.path, step), weights=weights,
                 optimizer={"ranks": [optimizer for optimizer, _ in per_rank]}, trainer_state=state,
             )
-            prune_checkpoints(self.dir, keep=self.stage.keep_checkpoints)
+            prune_checkpoints(self.dir.path, keep=self.stage.keep_checkpoints)
         barrier()
 
     def _resume(self, backend: Backend) -> int:
-        path = latest_checkpoint(self.dir)
+        path = latest_checkpoint(self.dir.path)
         if path is None:
             return 0
         checkpoint = load_checkpoint(path)
@@ -379,18 +372,19 @@ class StageRunner:
         if self.ctx.dist.is_main:
             # The connector goes first: a complete final checkpoint implies it exists.
             save_connector(
-                self.dir / CONNECTOR_FILE, connector, connector_meta(self.model, self.ctx.recipe)
+                self.dir.connector, connector, connector_meta(self.model, self.ctx.recipe)
             )
             save_checkpoint(
-                self.dir / FINAL, weights=weights, optimizer=None, trainer_state={"stage": self.name}
+                self.dir.final, weights=weights, optimizer=None,
+                trainer_state={"stage": self.name},
             )
         barrier()  # the next stage, on every rank, reads what rank 0 just wrote
 
     def load_finished(self) -> bool:
         """On resume: if this stage already finished, load its weights and report True."""
-        final = self.dir / FINAL
-        if not (final / COMPLETE_MARKER).is_file():
+        if not self.dir.is_finished():
             return False
+        final = self.dir.final
         if self.stage.lora is not None:
             apply_lora(self.model, self.stage.lora)
         self._load_weights(load_checkpoint(final).weights, final)

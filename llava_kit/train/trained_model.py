@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from llava_kit.model.build import build_model
 from llava_kit.model.vlm import LlavaModel
-from llava_kit.train.checkpoint import COMPLETE_MARKER, load_checkpoint
+from llava_kit.train.checkpoint import load_checkpoint
 from llava_kit.train.lora import apply_lora
-from llava_kit.train.runner import FINAL, load_stage_weights, stage_dir
+from llava_kit.train.run_dir import RunDir
+from llava_kit.train.runner import load_stage_weights
 
 if TYPE_CHECKING:
     from llava_kit.recipes.schema import Recipe
@@ -23,9 +24,10 @@ def load_trained_model(recipe: "Recipe", run_dir: Path) -> LlavaModel:
     """
     model = build_model(recipe.model)
     for name, stage in recipe.enabled_stages.items():
-        final = stage_dir(run_dir, name) / FINAL
-        if not (final / COMPLETE_MARKER).is_file():
+        stage_dir = RunDir(run_dir).stage(name)
+        if not stage_dir.is_finished():
             break
+        final = stage_dir.final
         if stage.lora is not None:
             apply_lora(model, stage.lora)
         load_stage_weights(model, load_checkpoint(final).weights, final)

@@ -18,7 +18,7 @@ from llava_kit.plugins.registry import build_registry
 from llava_kit.recipes import load_recipe
 from llava_kit.train.checkpoint import load_checkpoint
 from llava_kit.train.run import run_recipe, seed_everything
-from llava_kit.train.runner import FINAL, stage_dir
+from llava_kit.train.run_dir import RunDir
 
 SMALL = PerceiverOptions(depth=2, heads=2, dim_head=3, num_latents=4, ff_mult=2)
 
@@ -195,9 +195,9 @@ def test_trains_through_stage_1_and_stage_2(tmp_path: Path) -> None:
     seed_everything(recipe.runtime.seed)  # as run_recipe does before building the model
     initial = build_model(recipe.model).state_dict()
     connector = {name for name in initial if name.startswith("connector.")}
-    stage1 = load_checkpoint(stage_dir(tmp_path / "run", "pretrain") / FINAL).weights
+    stage1 = load_checkpoint(RunDir(tmp_path / "run").stage("pretrain").final).weights
     assert set(stage1) == connector, "stage 1 trains the connector and nothing else"
     assert all(not torch.equal(stage1[n], initial[n]) for n in connector)
-    stage2 = load_checkpoint(stage_dir(tmp_path / "run", "finetune") / FINAL).weights
+    stage2 = load_checkpoint(RunDir(tmp_path / "run").stage("finetune").final).weights
     assert connector < set(stage2) and not any(n.startswith("encoder.") for n in stage2)
     assert any(not torch.equal(stage2[n], initial[n]) for n in stage2 if n.startswith("llm."))

@@ -16,10 +16,10 @@ import yaml
 from llava_kit.errors import LlavaKitError
 from llava_kit.train import run_dir as run_dir_module
 from llava_kit.train.run_dir import (
+    RunDir,
     atomic_output,
     atomic_write_bytes,
     atomic_write_text,
-    default_run_dir,
     prepare_run_dir,
     provenance,
     provenance_comment,
@@ -31,8 +31,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 def test_default_run_dir_is_recipe_then_timestamp() -> None:
     now = datetime(2024, 1, 2, 3, 4, 5)
-    assert default_run_dir("llava-v1.5", now=now) == Path("runs/llava-v1.5/20240102-030405")
-    assert default_run_dir("tiny", Path("/scratch"), now=now) == Path(
+    assert RunDir.default("llava-v1.5", now=now) == RunDir(Path("runs/llava-v1.5/20240102-030405"))
+    assert RunDir.default("tiny", Path("/scratch"), now=now).root == Path(
         "/scratch/tiny/20240102-030405"
     )
 

@@ -14,7 +14,7 @@ from llava_kit.recipes import load_recipe
 from llava_kit.train.checkpoint import load_checkpoint
 from llava_kit.tiny.recipe import tiny_recipe as llava_kit_tiny_recipe
 from llava_kit.train.run import run_recipe
-from llava_kit.train.runner import FINAL, stage_dir
+from llava_kit.train.run_dir import RunDir
 
 from llava_kit_connector_example.avgpool import AvgPoolMLPConnector
 
@@ -45,10 +45,10 @@ def test_one_step_per_stage_through_run_recipe(synth_data: Path, tmp_path: Path)
     run_dir = run_recipe(recipe, recipe_yaml=path.read_text(), run_dir=tmp_path / "run",
                          evaluate=False)
 
-    stage1 = load_checkpoint(stage_dir(run_dir, "pretrain") / FINAL).weights
+    stage1 = load_checkpoint(RunDir(run_dir).stage("pretrain").final).weights
     assert set(stage1) == {"connector.proj.0.weight", "connector.proj.0.bias",
                            "connector.proj.2.weight", "connector.proj.2.bias"}
-    stage2 = load_checkpoint(stage_dir(run_dir, "finetune") / FINAL).weights
+    stage2 = load_checkpoint(RunDir(run_dir).stage("finetune").final).weights
     assert set(stage1) < set(stage2)
     assert all(torch.isfinite(t).all() for t in stage2.values())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
