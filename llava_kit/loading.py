@@ -26,7 +26,7 @@ EXPORT_FORMAT_VERSION = 1
 
 
 def load_run(run_dir: Path) -> tuple["Recipe", "LlavaModel"]:
-    """The run's recipe and its model with every finished stage's weights (eval mode)."""
+    """The run's recipe and its trained model (eval mode); every enabled stage must have finished."""
     from llava_kit.recipes import load_recipe
     from llava_kit.train.run_dir import RunDir
     from llava_kit.train.trained_model import load_trained_model
@@ -40,11 +40,15 @@ def load_run(run_dir: Path) -> tuple["Recipe", "LlavaModel"]:
             hint="pass the folder `llava-kit run` wrote (runs/<recipe>/<time>)",
         )
     recipe = load_recipe(recipe_path)
-    finished = [name for name in recipe.enabled_stages if layout.stage(name).is_finished()]
-    if not finished:
+    missing = [name for name in recipe.enabled_stages if not layout.stage(name).is_finished()]
+    if missing:
+        # A model missing a stage's weights would answer, export or score as if trained.
+        stages = ", ".join(repr(name) for name in missing)
         raise LlavaKitError(
-            f"{run_dir}: no stage has finished, so there are no trained weights to use",
-            hint="wait for the run to finish its first stage, or resume it with `llava-kit run --resume`",
+            f"{run_dir}: stage {stages} has not finished (no complete "
+            f"{layout.stage(missing[0]).final.relative_to(run_dir)}), so the run has no "
+            "trained model yet",
+            hint=f"finish it with `llava-kit run {recipe_path} --resume --output-dir {run_dir}`",
         )
     return recipe, load_trained_model(recipe, run_dir)
 

@@ -105,19 +105,13 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None) -> None:
     from llava_kit.errors import LlavaKitError
     from llava_kit.evaluators.base import EvalContext
     from llava_kit.evaluators.scienceqa import ScienceQAEvalOptions, ScienceQAEvaluator
+    from llava_kit.loading import load_run
     from llava_kit.model.build import build_template
-    from llava_kit.recipes import load_recipe
     from llava_kit.train.run import final_template_spec
     from llava_kit.train.run_dir import RunDir
-    from llava_kit.train.trained_model import load_trained_model
 
     recipe_path = RunDir(run).resolved_recipe
-    if not recipe_path.is_file():
-        raise LlavaKitError(
-            f"{recipe_path} not found",
-            hint="--run must be a run directory written by 'llava-kit run'",
-        )
-    recipe = load_recipe(recipe_path)
+    recipe, model = load_run(run)
     evaluations = [(n, s) for n, s in recipe.eval.items() if s.name == "scienceqa"]
     changes = {k: v for k, v in {"split": split, "root": str(root) if root else None}.items() if v}
     if evaluations:
@@ -134,7 +128,7 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None) -> None:
 
     runtime = recipe.runtime
     use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
-    model = load_trained_model(recipe, run).to("cuda" if use_cuda else "cpu")
+    model = model.to("cuda" if use_cuda else "cpu")
     template = build_template(final_template_spec(recipe))
     result = ScienceQAEvaluator(options).evaluate(EvalContext(model, template, run, name))
     Console().print(f"results: {', '.join(result.details['files'].values())}")

@@ -229,10 +229,8 @@ def test_usage_errors(
     assert message in str(result.exception)
 
 
-def test_evaluates_a_finished_run(sqa: Path, tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    recipe = {
+def tiny_run_recipe(sqa: Path, tiny_tokenizer_dir: Path) -> dict:
+    return {
         "name": "tiny",
         "model": {
             "encoder": {
@@ -288,7 +286,22 @@ def test_evaluates_a_finished_run(sqa: Path, tmp_path: Path, tiny_tokenizer_dir:
         },
         "runtime": {"seed": 1, "device": "cpu"},
     }
-    (run_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def trained_run(sqa: Path, tiny_tokenizer_dir: Path, run_dir: Path) -> Path:
+    """A run directory as `llava-kit run --no-eval` leaves it: every stage finished."""
+    from llava_kit.recipes import load_recipe, recipe_to_yaml
+    from llava_kit.train.run import run_recipe
+
+    path = run_dir.parent / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_run_recipe(sqa, tiny_tokenizer_dir), sort_keys=False))
+    recipe = load_recipe(path)
+    run_recipe(recipe, recipe_yaml=recipe_to_yaml(recipe), run_dir=run_dir, evaluate=False)
+    return run_dir
+
+
+def test_evaluates_a_finished_run(sqa: Path, tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
+    run_dir = trained_run(sqa, tiny_tokenizer_dir, tmp_path / "run")
     result = invoke("--run", run_dir, "--split", "test")
     assert result.exit_code == 0, result.output
     results = run_dir / "results"
@@ -315,4 +328,18 @@ def test_evaluates_a_finished_run(sqa: Path, tmp_path: Path, tiny_tokenizer_dir:
 
 def test_run_without_recipe_is_an_error(tmp_path: Path) -> None:
     result = invoke("--run", tmp_path)
-    assert "recipe.resolved.yaml not found" in str(result.exception)
+    assert f"{tmp_path} is not a run directory: it holds no recipe.resolved.yaml" in str(result.exception)
+
+
+def test_a_run_whose_stage_has_not_finished_is_not_scored(
+    sqa: Path, tmp_path: Path, tiny_tokenizer_dir: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recipe = tiny_run_recipe(sqa, tiny_tokenizer_dir)
+    (run_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = invoke("--run", run_dir, "--split", "test")
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "stage 'finetune' has not finished" in message and "checkpoints/finetune/final" in message
+    assert not (run_dir / "results").exists()

@@ -99,3 +99,21 @@ def test_import_llava_kit_stays_light() -> None:
     code = "import sys, llava_kit; print('torch' in sys.modules, callable(llava_kit.load))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_run_missing_its_last_stage_is_not_exported(deep_run, tmp_path) -> None:
+    import shutil
+
+    from llava_kit.train.run_dir import RunDir
+
+    partial = tmp_path / "partial"
+    shutil.copytree(deep_run, partial)
+    stages = list(RunDir(partial).stage(name) for name in ("pretrain", "finetune"))
+    assert all(stage.is_finished() for stage in stages)
+    shutil.rmtree(stages[1].final)  # as if the run had stopped during its last stage
+    out = tmp_path / "export"
+    result = invoke(["export", str(partial), "--format", "llava-kit", "--out", str(out)])
+    assert isinstance(result.exception, LlavaKitError)
+    assert "stage 'finetune' has not finished" in result.exception.message
+    assert "--resume" in result.exception.hint
+    assert not out.exists()
