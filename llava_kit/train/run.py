@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -76,34 +77,37 @@ def run_recipe(
     skip = runtime.on_bad_sample == "skip"
     seed_everything(runtime.seed)
     model = build_model(recipe.model).to(device)
-    if dist.is_main:
-        prepare_run_dir(run_dir, resume=resume)
-        if not resume:  # a resumed run keeps the provenance of its start
-            write_resolved_recipe(run_dir, recipe_yaml)
-        if skip:
-            checked.write_skipped(run_dir)
-    barrier()
-    ctx = RunContext(
-        recipe=recipe, run_dir=run_dir, dist=dist, device=device,
-        precision=resolve_precision(runtime, device),
-        metrics=MetricsLogger(RunDir(run_dir).metrics, enabled=dist.is_main), resume=resume,
-        skipped=skipped_ids(checked, recipe) if skip else None,
-    )
-    summaries, model = train_stages(ctx, model)
-    barrier()
-    if not dist.is_main:
-        return run_dir  # rank 0 evaluates and reports alone
-    if evaluate and recipe.eval and is_zero3_partitioned(model):
-        # Sharded weights cannot run a forward pass on one rank: rebuild from the checkpoints.
-        model = load_trained_model(recipe, run_dir).to(device)
-    results = evaluate_model(recipe, model, run_dir) if evaluate else []
-    if dist.is_main:
-        write_report(
-            run_dir, recipe_name=recipe.name, stages=summaries,
-            sections=[section for result in results for section in result.report_sections],
-            metrics_path=RunDir(run_dir).metrics,
+    # One writer per run directory: a second `--resume` of a run still training is refused.
+    with contextlib.ExitStack() as writer:
+        if dist.is_main:
+            prepare_run_dir(run_dir, resume=resume)
+            writer.enter_context(RunDir(run_dir).writer_lock())
+            if not resume:  # a resumed run keeps the provenance of its start
+                write_resolved_recipe(run_dir, recipe_yaml)
+            if skip:
+                checked.write_skipped(run_dir)
+        barrier()
+        ctx = RunContext(
+            recipe=recipe, run_dir=run_dir, dist=dist, device=device,
+            precision=resolve_precision(runtime, device),
+            metrics=MetricsLogger(RunDir(run_dir).metrics, enabled=dist.is_main), resume=resume,
+            skipped=skipped_ids(checked, recipe) if skip else None,
         )
-    return run_dir
+        summaries, model = train_stages(ctx, model)
+        barrier()
+        if not dist.is_main:
+            return run_dir  # rank 0 evaluates and reports alone
+        if evaluate and recipe.eval and is_zero3_partitioned(model):
+            # Sharded weights cannot run a forward pass on one rank: rebuild from the checkpoints.
+            model = load_trained_model(recipe, run_dir).to(device)
+        results = evaluate_model(recipe, model, run_dir) if evaluate else []
+        if dist.is_main:
+            write_report(
+                run_dir, recipe_name=recipe.name, stages=summaries,
+                sections=[section for result in results for section in result.report_sections],
+                metrics_path=RunDir(run_dir).metrics,
+            )
+        return run_dir
 
 
 def train_stages(ctx: RunContext, model: LlavaModel) -> tuple[list[StageSummary], LlavaModel]:

@@ -12,10 +12,12 @@ Every file written here (and by the checkpoint, metrics and report modules) goes
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -139,6 +141,40 @@ class RunDir:
 
     def stage(self, name: str) -> StageDir:
         return StageDir(self.root / "checkpoints" / name)
+
+    @property
+    def writer_lock_file(self) -> Path:
+        return self.root / ".writer.lock"
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the run directory's one-writer lock while the body runs.
+
+        An OS file lock: it is released when the process ends however it ends (kill -9
+        included), so no stale lock is ever left to delete by hand. The file names the
+        holder for the error another writer gets.
+        """
+        handle = open(self.writer_lock_file, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise LlavaKitError(
+                f"run directory {self.root} is in use: {holder} is writing it",
+                hint="wait for that run to end, or stop it, before resuming; two writers "
+                "would interleave their steps and checkpoints",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def prepare_run_dir(path: Path, *, resume: bool) -> Path:

@@ -123,6 +123,8 @@ checkpoint._write_synced = _slow
     assert not (leftovers[0] / "COMPLETE").exists()
     assert (stage_dir / "step-00000002" / "COMPLETE").is_file()
 
+    # The killed writer's lock file is still there; the OS released its lock with it.
+    assert (tmp_path / "run" / ".writer.lock").is_file()
     resumed = kit.run_cli(["run", str(recipe), "--no-eval", "--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "left over from a checkpoint write that was interrupted" in resumed.stderr
@@ -177,3 +179,32 @@ def test_out_of_memory_names_the_settings_to_change(
                  "runtime.deepspeed: zero3", "zero3_offload"):
         assert knob in shown, knob
     assert "Traceback" not in shown
+
+
+def test_resume_while_the_run_is_still_training_is_refused(
+    tmp_path: Path, sqa: Path, kit: SimpleNamespace
+) -> None:
+    recipe = _recipe(kit, sqa, tmp_path)
+    flag = tmp_path / "training"
+    pause = f"from pathlib import Path; Path({str(flag)!r}).write_text('step 2'); time.sleep(600)"
+    child = subprocess.Popen(
+        kit.cli_command(["run", str(recipe), "--no-eval"], "import time\n" + _at_call(2, pause)),
+        cwd=tmp_path, env=kit.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    run = tmp_path / "run"
+    try:
+        deadline = time.monotonic() + 600
+        while not flag.exists():
+            assert child.poll() is None, "the first run ended before step 2"
+            assert time.monotonic() < deadline, "the first run never reached step 2"
+            time.sleep(0.2)
+        before = kit.snapshot(run)
+        second = kit.run_cli(["run", str(recipe), "--no-eval", "--resume"], tmp_path)
+        shown = " ".join((second.stdout + second.stderr).split())
+        assert second.returncode == 2, shown
+        assert f"run directory {run} is in use: process {child.pid} on" in shown
+        assert "Traceback" not in shown
+        assert kit.snapshot(run) == before  # the second writer wrote nothing
+    finally:
+        child.kill()
+        child.wait(timeout=60)
