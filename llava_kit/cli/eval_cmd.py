@@ -62,6 +62,9 @@ def scienceqa_command(
     concurrency: int = typer.Option(4, "--concurrency", min=1),
     max_retries: int = typer.Option(5, "--max-retries", min=0),
     timeout: float = typer.Option(120.0, "--timeout", min=0.001),
+    force: bool = typer.Option(
+        False, "--force", help="Replace result files that already exist (never the inputs)."
+    ),
 ) -> None:
     """ScienceQA accuracy per category: a run, a predictions file, or a combination (paper 5.2)."""
     from llava_kit.errors import LlavaKitError
@@ -75,7 +78,7 @@ def scienceqa_command(
                 hint=f"use --predictions {run}/results/scienceqa_<split>_predictions.jsonl "
                 "--problems <ScienceQA folder>",
             )
-        _evaluate_run(run, split, root)
+        _evaluate_run(run, split, root, force)
         return
     assert predictions is not None
     if problems is None:
@@ -83,7 +86,7 @@ def scienceqa_command(
     split = split or "test"
     results_dir = out if out is not None else predictions.parent
     if combine is None:
-        _score_predictions(predictions, problems, split, results_dir)
+        _score_predictions(predictions, problems, split, results_dir, force)
         return
     _combine(
         predictions,
@@ -98,13 +101,14 @@ def scienceqa_command(
         concurrency=concurrency,
         max_retries=max_retries,
         timeout=timeout,
+        force=force,
     )
 
 
-def _evaluate_run(run: Path, split: str | None, root: Path | None) -> None:
+def _evaluate_run(run: Path, split: str | None, root: Path | None, force: bool) -> None:
     from llava_kit.errors import LlavaKitError
-    from llava_kit.evaluators.base import EvalContext
-    from llava_kit.evaluators.scienceqa import ScienceQAEvalOptions, ScienceQAEvaluator
+    from llava_kit.evaluators.base import EvalContext, refuse_overwrite
+    from llava_kit.evaluators.scienceqa import ScienceQAEvalOptions, ScienceQAEvaluator, result_paths
     from llava_kit.loading import load_run
     from llava_kit.model.build import build_template
     from llava_kit.train.run import final_template_spec
@@ -124,21 +128,29 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None) -> None:
             f"{recipe_path}: the recipe has no scienceqa evaluation",
             hint="give --root (the ScienceQA folder) and optionally --split",
         )
+    evaluator = ScienceQAEvaluator(options)
+    refuse_overwrite(result_paths(RunDir(run).results, evaluator.result_stem).values(), force=force,
+                     elsewhere="a copy of the run directory")
     import torch
 
     runtime = recipe.runtime
     use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
     model = model.to("cuda" if use_cuda else "cpu")
     template = build_template(final_template_spec(recipe))
-    result = ScienceQAEvaluator(options).evaluate(EvalContext(model, template, run, name))
+    result = evaluator.evaluate(EvalContext(model, template, run, name))
     Console().print(f"results: {', '.join(result.details['files'].values())}")
 
 
-def _score_predictions(predictions: Path, problems: Path, split: str, results_dir: Path) -> None:
-    from llava_kit.evaluators.scienceqa import rich_table, score_file, write_results
+def _score_predictions(
+    predictions: Path, problems: Path, split: str, results_dir: Path, force: bool
+) -> None:
+    from llava_kit.evaluators.base import refuse_overwrite
+    from llava_kit.evaluators.scienceqa import result_paths, rich_table, score_file, write_results
 
+    stem = f"scienceqa_{split}"
+    refuse_overwrite(result_paths(results_dir, stem).values(), inputs=[predictions], force=force)
     scored = score_file(predictions, problems, split)
-    files = write_results(scored, results_dir, f"scienceqa_{split}")
+    files = write_results(scored, results_dir, stem)
     console = Console()
     console.print(rich_table(scored, f"ScienceQA {split}: {predictions.name}"))
     console.print(f"results: {files['result']}, {files['table']}")
@@ -158,24 +170,28 @@ def _combine(
     concurrency: int,
     max_retries: int,
     timeout: float,
+    force: bool,
 ) -> None:
     from llava_kit.data.formats.scienceqa import read_split
     from llava_kit.data.scienceqa_prompts import problem_meta
     from llava_kit.endpoints import ChatClient, EndpointConfig, RequestCache
     from llava_kit.errors import LlavaKitError
     from llava_kit.evaluators import combine as combining
-    from llava_kit.evaluators.scienceqa import score_file, write_results
+    from llava_kit.evaluators.base import refuse_overwrite
+    from llava_kit.evaluators.scienceqa import result_paths, score_file, write_results
 
     if mode not in combining.COMBINE_MODES:
         raise LlavaKitError(
             f"--mode {mode!r} is not a combination mode",
             hint=f"use one of {', '.join(combining.COMBINE_MODES)}",
         )
+    stem = f"scienceqa_{split}_{mode}"
+    outputs = [*result_paths(results_dir, stem).values(), results_dir / f"{stem}_judge.jsonl"]
+    refuse_overwrite(outputs, inputs=[predictions, combine], force=force)
     ours = score_file(predictions, problems_root, split)
     raw = dict(read_split(problems_root, split))
     problems = {pid: problem_meta(problem) for pid, problem in raw.items()}
     other = combining.read_other(combine)
-    stem = f"scienceqa_{split}_{mode}"
     if mode == "complement":
         result = combining.complement(ours, other, problems)
     else:
@@ -209,7 +225,7 @@ def _combine(
     if failed:
         console.print(
             f"[yellow]{failed} judge request(s) failed and kept our answer; run the same "
-            "command again to retry them (answered ones come from the cache)[/yellow]"
+            "command again with --force to retry them (answered ones come from the cache)[/yellow]"
         )
         raise typer.Exit(1)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llava_kit.components import Options
+from llava_kit.errors import LlavaKitError
 from llava_kit.train.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -26,6 +28,28 @@ class EvalContext:
     def results_dir(self) -> Path:
         """The folder the evaluator writes its files to."""
         return RunDir(self.run_dir).results
+
+
+def refuse_overwrite(
+    outputs: Iterable[Path], *, inputs: Iterable[Path] = (), force: bool = False,
+    elsewhere: str = "--out DIR",
+) -> None:
+    """Stop before any work if writing ``outputs`` would replace an input, or, unless
+    ``force``, a result that is already there (another evaluation's, perhaps)."""
+    outputs = list(outputs)
+    read = {path.resolve() for path in inputs}
+    clashes = [path for path in outputs if path.resolve() in read]
+    if clashes:
+        raise LlavaKitError(
+            f"{clashes[0]} is an input of this evaluation and would be overwritten by its output",
+            hint=f"write the results elsewhere with {elsewhere}",
+        )
+    existing = [str(path) for path in outputs if path.exists()]
+    if existing and not force:
+        raise LlavaKitError(
+            f"results already exist and would be overwritten: {', '.join(existing)}",
+            hint=f"pass --force to replace them, or {elsewhere} to write elsewhere",
+        )
 
 
 @dataclass

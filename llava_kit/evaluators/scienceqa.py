@@ -91,6 +91,12 @@ class ScienceQAEvaluator(Evaluator):
 
     Options: ClassVar[type[Options]] = ScienceQAEvalOptions
 
+    @property
+    def result_stem(self) -> str:
+        """The name its result files start with (one set per split and image choice)."""
+        opts: ScienceQAEvalOptions = self.options  # type: ignore[assignment]
+        return f"scienceqa_{opts.split}" + ("_blank" if opts.blank_images else "")
+
     def evaluate(self, context: EvalContext) -> EvalResult:
         opts: ScienceQAEvalOptions = self.options  # type: ignore[assignment]
         samples = ScienceQAFormat(
@@ -124,7 +130,7 @@ class ScienceQAEvaluator(Evaluator):
                 image_override="blank" if opts.blank_images else None,
             )
         scored = score_predictions(predictions, {s.id: s.meta for s in samples})
-        stem = f"scienceqa_{opts.split}" + ("_blank" if opts.blank_images else "")
+        stem = self.result_stem
         files = write_results(
             scored,
             context.results_dir,
@@ -161,6 +167,15 @@ def headline_metrics(scored: ScoredResult) -> dict[str, float]:
     return metrics
 
 
+def result_paths(results_dir: Path, stem: str) -> dict[str, Path]:
+    """The files ``write_results`` writes for ``stem``, by kind."""
+    return {
+        "result": results_dir / f"{stem}.json",
+        "table": results_dir / f"{stem}_table.json",
+        "predictions": results_dir / f"{stem}_predictions.jsonl",
+    }
+
+
 def write_results(
     scored: ScoredResult,
     results_dir: Path,
@@ -170,11 +185,7 @@ def write_results(
 ) -> dict[str, Path]:
     """Write the result, table and predictions files; returns their paths by kind."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "result": results_dir / f"{stem}.json",
-        "table": results_dir / f"{stem}_table.json",
-        "predictions": results_dir / f"{stem}_predictions.jsonl",
-    }
+    paths = result_paths(results_dir, stem)
     paths["result"].write_text(json.dumps(scored.to_json(), indent=2), encoding="utf-8")
     paths["table"].write_text(json.dumps(scored.table, indent=2), encoding="utf-8")
     with paths["predictions"].open("w", encoding="utf-8") as handle:

@@ -159,7 +159,12 @@ def test_judge(sqa: Path, predictions: Path, other: Path, tmp_path: Path, monkey
         result = invoke(*args, "--judge-url", server.url)
         assert result.exit_code == 0, result.output
         assert len(server.requests) == 2  # problems 1 and 2 disagree; 3: no other answer; 4 agrees
-        again = invoke(*args, "--judge-url", server.url)
+        before = {path.name: path.read_bytes() for path in out.iterdir()}
+        refused = invoke(*args, "--judge-url", server.url)
+        assert "results already exist and would be overwritten" in str(refused.exception)
+        assert "--force" in refused.exception.hint and len(server.requests) == 2
+        assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+        again = invoke(*args, "--judge-url", server.url, "--force")
         assert again.exit_code == 0 and len(server.requests) == 2  # all from the cache
     combined = json.loads((out / "scienceqa_test_judge.json").read_text())
     # 1: the judge picks A (right); 2: no letter -> ours (A, wrong); 3: ours; 4: agreed.
@@ -343,3 +348,36 @@ def test_a_run_whose_stage_has_not_finished_is_not_scored(
     message = str(result.exception)
     assert "stage 'finetune' has not finished" in message and "checkpoints/finetune/final" in message
     assert not (run_dir / "results").exists()
+
+
+def test_scoring_never_writes_over_its_input_or_earlier_results(
+    sqa: Path, predictions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scored"
+    assert invoke("--predictions", predictions, "--problems", sqa, "--out", out).exit_code == 0
+    written = {path.name: path.read_bytes() for path in out.iterdir()}
+    # Scoring the written predictions into their own folder would rewrite the input.
+    own = out / "scienceqa_test_predictions.jsonl"
+    result = invoke("--predictions", own, "--problems", sqa)
+    assert f"{own} is an input of this evaluation" in str(result.exception)
+    result = invoke("--predictions", own, "--problems", sqa, "--force")
+    assert f"{own} is an input of this evaluation" in str(result.exception)
+    # Another predictions file into the same folder would replace the first one's results.
+    result = invoke("--predictions", predictions, "--problems", sqa, "--out", out)
+    assert "results already exist and would be overwritten" in str(result.exception)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == written
+    forced = invoke("--predictions", predictions, "--problems", sqa, "--out", out, "--force")
+    assert forced.exit_code == 0, forced.output
+
+
+def test_re_evaluating_a_run_keeps_its_results_unless_forced(
+    sqa: Path, tmp_path: Path, tiny_tokenizer_dir: Path
+) -> None:
+    run_dir = trained_run(sqa, tiny_tokenizer_dir, tmp_path / "run")
+    assert invoke("--run", run_dir, "--split", "test").exit_code == 0
+    results = run_dir / "results"
+    written = {path.name: path.read_bytes() for path in results.iterdir()}
+    refused = invoke("--run", run_dir, "--split", "test")
+    assert "results already exist and would be overwritten" in str(refused.exception)
+    assert {path.name: path.read_bytes() for path in results.iterdir()} == written
+    assert invoke("--run", run_dir, "--split", "test", "--force").exit_code == 0
