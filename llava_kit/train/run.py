@@ -17,6 +17,7 @@ from llava_kit.errors import RecipeError
 from llava_kit.evaluators.base import EvalContext, EvalResult
 from llava_kit.model.build import build_model, build_template, instantiate
 from llava_kit.model.vlm import LlavaModel
+from llava_kit.recipes.changes import check_resume_recipe
 from llava_kit.train.distributed import DistributedContext, barrier, init_distributed
 from llava_kit.train.metrics import MetricsLogger
 from llava_kit.train.report import StageSummary, write_report
@@ -81,8 +82,11 @@ def run_recipe(
     with contextlib.ExitStack() as writer:
         if dist.is_main:
             prepare_run_dir(run_dir, resume=resume)
+            resolved = RunDir(run_dir).resolved_recipe
+            if resume:  # checked before anything is touched, the lock file included
+                check_resume_recipe(resolved.read_text(encoding="utf-8"), recipe_yaml, str(resolved))
             writer.enter_context(RunDir(run_dir).writer_lock())
-            if not resume:  # a resumed run keeps the provenance of its start
+            if not resume:  # a resumed run keeps the recipe and provenance of its start
                 write_resolved_recipe(run_dir, recipe_yaml)
             if skip:
                 checked.write_skipped(run_dir)
