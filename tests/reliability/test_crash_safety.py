@@ -56,6 +56,15 @@ runner.StageRunner._optimizer_step = _patched
 """
 
 
+def _wait_for(flag: Path, child: subprocess.Popen[bytes], point: str) -> None:
+    """Until the patched child writes ``flag`` at ``point`` of its run."""
+    deadline = time.monotonic() + 600
+    while not flag.exists():
+        assert child.poll() is None, f"the run ended before {point}"
+        assert time.monotonic() < deadline, f"the run never reached {point}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory, sqa: Path, kit: SimpleNamespace) -> dict[str, torch.Tensor]:
     folder = tmp_path_factory.mktemp("uninterrupted")
@@ -109,11 +118,7 @@ checkpoint._write_synced = _slow
         env=kit.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 600
-        while not flag.exists():
-            assert child.poll() is None, "the run ended before writing the step-4 checkpoint"
-            assert time.monotonic() < deadline, "the run never reached the step-4 checkpoint"
-            time.sleep(0.2)
+        _wait_for(flag, child, "the step-4 checkpoint")
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=60)
@@ -193,11 +198,7 @@ def test_resume_while_the_run_is_still_training_is_refused(
     )
     run = tmp_path / "run"
     try:
-        deadline = time.monotonic() + 600
-        while not flag.exists():
-            assert child.poll() is None, "the first run ended before step 2"
-            assert time.monotonic() < deadline, "the first run never reached step 2"
-            time.sleep(0.2)
+        _wait_for(flag, child, "step 2")
         before = kit.snapshot(run)
         second = kit.run_cli(["run", str(recipe), "--no-eval", "--resume"], tmp_path)
         shown = " ".join((second.stdout + second.stderr).split())
