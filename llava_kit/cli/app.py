@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from llava_kit.cli.boundary import DEBUG_ENV, as_user_error, debugging
 from llava_kit.errors import LlavaKitError
 
 app = typer.Typer(
@@ -32,6 +34,15 @@ def _register_commands() -> None:
         module.register(app)
 
 
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-screen errors."),
+) -> None:
+    """Assemble, train and evaluate LLaVA-style vision-language models from plugins."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # launched processes inherit it
+
+
 def main() -> None:
     _register_commands()
     try:
@@ -39,6 +50,12 @@ def main() -> None:
         code = app(standalone_mode=False)
     except LlavaKitError as exc:
         report_error(exc)
+        sys.exit(2)
+    except (OSError, MemoryError) as exc:
+        error = as_user_error(exc)
+        if error is None or debugging():
+            raise
+        report_error(error)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

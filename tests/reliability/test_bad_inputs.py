@@ -110,6 +110,11 @@ _ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 
 
+def _output_under_a_file(recipe: Recipe, case: Path, sqa: Path) -> list[str]:
+    (case / "afile").write_text("not a folder\n")
+    return ["--output-dir", str(case / "afile" / "run")]
+
+
 def _eval_split(recipe: Recipe, case: Path, sqa: Path) -> None:
     recipe["eval"] = {"sqa": {"name": "scienceqa", "root": str(sqa), "split": "nope"}}
 
@@ -162,6 +167,8 @@ CASES = [
     Case("no_enabled_stage", "run", _set("stages.pretrain.enabled", False), ("no enabled stage",)),
     Case("llm_option_typo", "run", _set("model.llm.tokeniser", "x"), ("tokeniser",)),
     Case("resume_without_run", "run", _resume, ("cannot resume",)),
+    Case("output_dir_under_a_file", "run", _output_under_a_file,
+         ("Not a directory", "afile/run", "a part of that path is a file")),
     # ---------------------------------------------------------------- data sets
     Case("data_file_missing", "run", _data_path, ("absent.json",)),
     Case("invalid_json", "run", _data_text("[{\"id\": "), ("invalid JSON", "data.json")),
