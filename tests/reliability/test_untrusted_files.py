@@ -83,12 +83,16 @@ class _Payload:
         return (MARKER.append, ("executed",))
 
 
+def _checkpoint_with_optimizer_state(folder: Path, state: object) -> Path:
+    """A complete step checkpoint whose optimizer.pt holds ``state``."""
+    target = save_checkpoint(folder, weights={"w": torch.zeros(2)}, optimizer={"state": {}},
+                             trainer_state={"step": 1})
+    torch.save(state, target / "optimizer.pt")
+    return target
+
+
 def test_an_optimizer_state_with_arbitrary_objects_is_refused(tmp_path: Path) -> None:
-    target = save_checkpoint(
-        tmp_path / "step-00000001", weights={"w": torch.zeros(2)}, optimizer={"state": {}},
-        trainer_state={"step": 1},
-    )
-    torch.save({"state": _Payload()}, target / "optimizer.pt")
+    target = _checkpoint_with_optimizer_state(tmp_path / "step-00000001", {"state": _Payload()})
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(target)
     assert MARKER == []
@@ -147,16 +151,12 @@ def test_an_optimizer_state_with_a_deepspeed_class_outside_the_allowlist_is_refu
 
     from llava_kit.train.deepspeed_backend import OPTIMIZER_STATE_CLASSES
 
-    allowed = save_checkpoint(
-        tmp_path / "step-00000001", weights={"w": torch.zeros(2)}, optimizer={"state": {}},
-        trainer_state={"step": 1},
+    allowed = _checkpoint_with_optimizer_state(
+        tmp_path / "step-00000001", {"stage": OPTIMIZER_STATE_CLASSES[2](2)}
     )
-    torch.save({"stage": OPTIMIZER_STATE_CLASSES[2](2)}, allowed / "optimizer.pt")
     assert load_checkpoint(allowed).optimizer == {"stage": 2}
-    refused = save_checkpoint(
-        tmp_path / "step-00000002", weights={"w": torch.zeros(2)}, optimizer={"state": {}},
-        trainer_state={"step": 2},
+    refused = _checkpoint_with_optimizer_state(
+        tmp_path / "step-00000002", {"config": DeepSpeedZeroConfig()}
     )
-    torch.save({"config": DeepSpeedZeroConfig()}, refused / "optimizer.pt")
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(refused)
