@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from llava_kit.components import Options
+from llava_kit.errors import ModelError
 
 ConnectorFamily = Literal["tokens", "fusion"]
 
@@ -31,6 +32,19 @@ class Connector(nn.Module, ABC):
         self.vision_dim = vision_dim
         self.llm_dim = llm_dim
 
+    def check_width(self, features: torch.Tensor, what: str = "features") -> None:
+        """Raise a ``ModelError`` unless ``features`` [..., d] have this connector's ``vision_dim``.
+
+        Every connector calls this before touching the features: a wrong width would
+        otherwise surface as a shape error deep inside a layer, naming neither part.
+        """
+        if features.shape[-1] != self.vision_dim:
+            raise ModelError(
+                f"{type(self).__name__}: {what} have width {features.shape[-1]} but the "
+                f"connector was built for vision width {self.vision_dim}",
+                hint="rebuild the connector from the encoder actually in use (hidden_size)",
+            )
+
     @abstractmethod
     def num_visual_tokens(self, num_patches: int) -> int:
         """Positions one image occupies in the LLM sequence (N_vis)."""
@@ -44,7 +58,3 @@ class Connector(nn.Module, ABC):
 
     def set_media(self, features: torch.Tensor | None, media_positions: torch.Tensor | None) -> None:
         """Fusion connectors receive this batch's image features before the LLM runs."""
-
-    def stage1_parameters(self) -> list[nn.Parameter]:
-        """Parameters trained when a stage trains only the connector (default: all)."""
-        return list(self.parameters())

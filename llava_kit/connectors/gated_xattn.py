@@ -84,12 +84,7 @@ class GatedXAttnConnector(Connector):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[n, N, d_v] -> [n, 1, d_l]: the learned marker written at each ``<image>``."""
-        if features.shape[-1] != self.vision_dim:
-            raise ModelError(
-                f"gated_xattn: features have width {features.shape[-1]} but the connector was "
-                f"built for vision width {self.vision_dim}",
-                hint="rebuild the connector from the encoder actually in use (hidden_size)",
-            )
+        self.check_width(features)
         return self.marker.view(1, 1, -1).expand(features.shape[0], 1, -1)
 
     def attach(self, llm: nn.Module) -> None:
@@ -122,12 +117,7 @@ class GatedXAttnConnector(Connector):
             self._media = None
             return
         if features is not None:
-            if features.shape[-1] != self.vision_dim:
-                raise ModelError(
-                    f"gated_xattn: media have width {features.shape[-1]}, "
-                    f"expected {self.vision_dim}",
-                    hint="rebuild the connector from the encoder actually in use (hidden_size)",
-                )
+            self.check_width(features, "media")
             features = features.to(self.marker.dtype)
         layout = layout_media(features, media_positions, self.vision_dim, self.marker.dtype)
         if self.resampler is not None:

@@ -20,7 +20,6 @@ from torch import nn
 
 from llava_kit.components import MAX_LAYERS, NoOptions, Options
 from llava_kit.connectors.base import Connector
-from llava_kit.errors import ModelError
 
 
 class MLPOptions(Options):
@@ -38,12 +37,7 @@ class _TokenProjection(Connector):
         return num_patches
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.shape[-1] != self.vision_dim:
-            raise ModelError(
-                f"{type(self).__name__}: features have width {features.shape[-1]} but the "
-                f"connector was built for vision width {self.vision_dim}",
-                hint="rebuild the connector from the encoder actually in use (hidden_size)",
-            )
+        self.check_width(features)
         # The encoder may run in another precision than the connector (e.g. a bf16 tower).
         weight = next(self.proj.parameters())
         return self.proj(features.to(weight.dtype))

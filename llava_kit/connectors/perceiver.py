@@ -29,7 +29,6 @@ from llava_kit.components import (
     MAX_HEADS, MAX_LAYERS, MAX_MULTIPLIER, MAX_TOKENS, MAX_WIDTH, Options,
 )
 from llava_kit.connectors.base import Connector
-from llava_kit.errors import ModelError
 
 
 class PerceiverOptions(Options):
@@ -105,12 +104,7 @@ class PerceiverResamplerConnector(Connector):
         return self.options.num_latents
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.shape[-1] != self.vision_dim:
-            raise ModelError(
-                f"perceiver_resampler: features have width {features.shape[-1]} but the "
-                f"connector was built for vision width {self.vision_dim}",
-                hint="rebuild the connector from the encoder actually in use (hidden_size)",
-            )
+        self.check_width(features)
         media = features.to(self.latents.dtype)
         latents = self.latents.expand(features.shape[0], -1, -1)
         for layer in self.layers:

@@ -29,7 +29,6 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from llava_kit.components import MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MAX_WIDTH, Options
 from llava_kit.connectors.base import Connector
-from llava_kit.errors import ModelError
 
 QUERY_INIT_STD = 0.02  # LAVIS initialises the queries normal(0, 0.02)
 
@@ -82,12 +81,7 @@ class QFormerConnector(Connector):
         return self.options.num_queries
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.shape[-1] != self.vision_dim:
-            raise ModelError(
-                f"qformer: features have width {features.shape[-1]} but the connector was "
-                f"built for vision width {self.vision_dim}",
-                hint="rebuild the connector from the encoder actually in use (hidden_size)",
-            )
+        self.check_width(features)
         queries = self.queries.expand(features.shape[0], -1, -1)
         states = self.qformer(
             query_embeds=queries, encoder_hidden_states=features.to(self.queries.dtype)

@@ -58,10 +58,6 @@ class LlavaModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_is_trainable()):
             return self.encoder(pixel_values)
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[n, 3, H, W] -> [n, N_vis, d_llm]: encoder then connector."""
-        return self.project_features(self.encode(pixel_values))
-
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features [n, N, d_v] (fresh or from a feature cache) -> visual tokens."""
         connector_dtype = next(self.connector.parameters()).dtype
@@ -134,7 +130,7 @@ class LlavaModel(nn.Module):
     def _dummy_visual(self) -> torch.Tensor:
         size = self.encoder.image_size
         blank = torch.zeros(1, 3, size, size, device=self.device)
-        return self.encode_images(blank.to(next(self.encoder.parameters()).dtype))
+        return self.project_features(self.encode(blank.to(next(self.encoder.parameters()).dtype)))
 
     def forward(
         self,

@@ -25,7 +25,11 @@ counted: they depend on micro batch, length and checkpointing.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED, ZERO2, ZERO3, ZERO3_OFFLOAD
 
 PARTS = ("encoder", "connector", "llm")  # in the order data flows through them
 
@@ -60,12 +64,27 @@ class ZeroSetup:
     offload_optimizer: bool = False
     offload_params: bool = False
 
+    @classmethod
+    def from_zero_optimization(cls, zero: Mapping[str, Any]) -> ZeroSetup:
+        """The setup a DeepSpeed config's ``zero_optimization`` section describes."""
 
+        def offloaded(key: str) -> bool:
+            return str((zero.get(key) or {}).get("device", "none")) in ("cpu", "nvme")
+
+        return cls(
+            int(zero.get("stage", 0)),
+            offload_optimizer=offloaded("offload_optimizer"),
+            offload_params=offloaded("offload_param"),
+        )
+
+
+# Written out so these formulas need no trainer code; a test keeps them equal to
+# ZeroSetup.from_zero_optimization of each built-in DeepSpeed config.
 PRESETS: dict[str, ZeroSetup] = {
-    "none": ZeroSetup(0),
-    "zero2": ZeroSetup(2),
-    "zero3": ZeroSetup(3),
-    "zero3_offload": ZeroSetup(3, offload_optimizer=True, offload_params=True),
+    NO_DEEPSPEED: ZeroSetup(0),
+    ZERO2: ZeroSetup(2),
+    ZERO3: ZeroSetup(3),
+    ZERO3_OFFLOAD: ZeroSetup(3, offload_optimizer=True, offload_params=True),
 }
 
 # bytes per parameter: (weights, gradients, optimizer states)

@@ -23,6 +23,7 @@ from llava_kit.plan.estimate import (
     optimizer_steps,
 )
 from llava_kit.plan.meta_model import build_meta_model
+from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS
 from llava_kit.recipes.schema import Recipe, StageSpec
 from llava_kit.train.freeze import apply_trainable
 from llava_kit.train.lora import apply_lora
@@ -176,21 +177,13 @@ def _zero_setup(deepspeed: str) -> ZeroSetup:
     if not path.is_file():
         raise RecipeError(
             f"runtime.deepspeed: DeepSpeed config not found: {path}",
-            hint="give a preset (none, zero2, zero3, zero3_offload) or an existing JSON file",
+            hint=f"give a preset ({', '.join(DEEPSPEED_PRESETS)}) or an existing JSON file",
         )
     try:
         zero = json.loads(path.read_text(encoding="utf-8")).get("zero_optimization", {})
     except json.JSONDecodeError as exc:
         raise RecipeError(f"runtime.deepspeed: {path} is not valid JSON: {exc.msg}") from exc
-
-    def offloaded(key: str) -> bool:
-        return str((zero.get(key) or {}).get("device", "none")) in ("cpu", "nvme")
-
-    return ZeroSetup(
-        int(zero.get("stage", 0)),
-        offload_optimizer=offloaded("offload_optimizer"),
-        offload_params=offloaded("offload_param"),
-    )
+    return ZeroSetup.from_zero_optimization(zero)
 
 
 def _memory_setups(zero: ZeroSetup) -> dict[str, ZeroSetup]:

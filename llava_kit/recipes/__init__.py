@@ -9,10 +9,10 @@ from llava_kit.recipes.component_spec import (
     LLMSpec,
     TemplateSpec,
 )
+from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS
 from llava_kit.recipes.loader import load_recipe, recipe_to_yaml, resolve_raw, validate_recipe
 from llava_kit.recipes.overrides import apply_overrides
 from llava_kit.recipes.schema import (
-    DEEPSPEED_PRESETS,
     TRAINABLE_GROUPS,
     BatchSpec,
     DemoDataSpec,

@@ -48,10 +48,6 @@ class ComponentSpec(BaseModel):
     options: InstanceOf[Options]
     entry: InstanceOf[ComponentEntry] = Field(repr=False)
 
-    def build(self, *args: Any, **kwargs: Any) -> Any:
-        """An instance of the component: ``component(options, *args, **kwargs)``."""
-        return self.entry.component(self.options, *args, **kwargs)
-
     @model_validator(mode="wrap")
     @classmethod
     def _resolve(

@@ -23,6 +23,7 @@ from llava_kit.recipes.component_spec import (
     LLMSpec,
     TemplateSpec,
 )
+from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS, NO_DEEPSPEED
 from llava_kit.recipes.problems import (
     did_you_mean,
     field_problem,
@@ -34,7 +35,6 @@ from llava_kit.recipes.typepath import annotation_at
 
 TRAINABLE_GROUPS: tuple[str, ...] = ("connector", "llm", "encoder")
 PREFIX_MARKER = "prefix:"
-DEEPSPEED_PRESETS: tuple[str, ...] = ("none", "zero2", "zero3", "zero3_offload")
 
 # Recipe, stage and eval names become directory names (runs/<name>/, checkpoints/<stage>/).
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -161,19 +161,6 @@ class StageSpec(RecipeSection):
             )
         return self
 
-    @property
-    def trainable_groups(self) -> list[str]:
-        """The named groups among ``trainable``: connector, llm, encoder."""
-        return [item for item in self.trainable if item in TRAINABLE_GROUPS]
-
-    @property
-    def trainable_prefixes(self) -> list[str]:
-        """The module prefixes given as ``prefix:<dotted.path>``."""
-        return [
-            item.removeprefix(PREFIX_MARKER) for item in self.trainable
-            if item.startswith(PREFIX_MARKER)
-        ]
-
 
 class DemoDataSpec(RecipeSection):
     """Synthetic ScienceQA generated into ``out`` on first use (the built-in demo recipes)."""
@@ -189,7 +176,7 @@ class RuntimeSpec(RecipeSection):
     # auto = bf16 where the device supports it, else fp32.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # One of DEEPSPEED_PRESETS or a path to a DeepSpeed JSON config.
-    deepspeed: str = "none"
+    deepspeed: str = NO_DEEPSPEED
     # None = runs/<recipe name>/<timestamp>.
     output_dir: Path | None = None
     num_workers: int = Field(0, ge=0)
@@ -210,7 +197,7 @@ class RuntimeSpec(RecipeSection):
     @classmethod
     def _deepspeed_choice(cls, value: Any) -> Any:
         if value is None:
-            return "none"  # YAML `deepspeed: null` means the same as none
+            return NO_DEEPSPEED  # YAML `deepspeed: null` means the same as none
         is_preset_or_file = value in DEEPSPEED_PRESETS or str(value).endswith(".json")
         if isinstance(value, str) and not is_preset_or_file:
             raise ValueError(
@@ -259,6 +246,13 @@ class Recipe(RecipeSection):
     def enabled_stages(self) -> dict[str, StageSpec]:
         """The stages that will run, in order."""
         return {name: stage for name, stage in self.stages.items() if stage.enabled}
+
+    @property
+    def answer_template(self) -> TemplateSpec:
+        """The template the model was last trained with: the one it answers in."""
+        enabled = list(self.enabled_stages.values())
+        last = enabled[-1].template if enabled else None
+        return last if last is not None else self.model.template
 
 
 def component_name_key(path: Sequence[str | int]) -> str | None:

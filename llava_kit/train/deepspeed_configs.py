@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from llava_kit.errors import RecipeError
+from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED, ZERO2, ZERO3, ZERO3_OFFLOAD
 from llava_kit.train.backend import OptimizerSetup
 
 AUTO = "auto"
-NO_DEEPSPEED = "none"
 
 # DeepSpeed's own defaults, used for bucket sizes when the model's width is unknown.
 _DEFAULT_BUCKET = 500_000_000
@@ -61,9 +61,9 @@ _ZERO3 = {
 _CPU_OFFLOAD = {"device": "cpu", "pin_memory": True}
 
 BUILTIN_ZERO = {
-    "zero2": _ZERO2,
-    "zero3": _ZERO3,
-    "zero3_offload": {**_ZERO3, "offload_optimizer": _CPU_OFFLOAD, "offload_param": _CPU_OFFLOAD},
+    ZERO2: _ZERO2,
+    ZERO3: _ZERO3,
+    ZERO3_OFFLOAD: {**_ZERO3, "offload_optimizer": _CPU_OFFLOAD, "offload_param": _CPU_OFFLOAD},
 }
 
 # Which recipe field each filled DeepSpeed key comes from (named in conflict errors).

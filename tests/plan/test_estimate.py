@@ -12,6 +12,8 @@ from llava_kit.plan import (
     memory_per_gpu,
     optimizer_steps,
 )
+from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS, NO_DEEPSPEED, ZERO_PRESETS
+from llava_kit.train.deepspeed_configs import BUILTIN_ZERO
 
 
 def test_flops_stage1_frozen_llm_above_trainable_connector_costs_4x() -> None:
@@ -68,10 +70,24 @@ def test_memory_fp32_uses_4_4_8_bytes() -> None:
 
 
 def test_presets_match_the_recipe_choices() -> None:
+    assert tuple(PRESETS) == DEEPSPEED_PRESETS
     assert PRESETS["none"] == ZeroSetup(0)
     assert PRESETS["zero2"] == ZeroSetup(2)
     assert PRESETS["zero3"] == ZeroSetup(3)
     assert PRESETS["zero3_offload"] == ZeroSetup(3, offload_optimizer=True, offload_params=True)
+
+
+def test_every_deepspeed_preset_has_a_builtin_config_the_plan_reads_the_same() -> None:
+    assert tuple(BUILTIN_ZERO) == ZERO_PRESETS
+    assert DEEPSPEED_PRESETS == (NO_DEEPSPEED, *ZERO_PRESETS)
+    for name in ZERO_PRESETS:
+        assert PRESETS[name] == ZeroSetup.from_zero_optimization(BUILTIN_ZERO[name]), name
+
+
+def test_a_zero_optimization_section_gives_its_stage_and_offloads() -> None:
+    assert ZeroSetup.from_zero_optimization({}) == ZeroSetup(0)
+    section = {"stage": 3, "offload_optimizer": {"device": "nvme"}, "offload_param": {"device": "none"}}
+    assert ZeroSetup.from_zero_optimization(section) == ZeroSetup(3, offload_optimizer=True)
 
 
 def test_paper_13b_finetune_memory_under_zero2() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llava_kit.errors import RecipeError
+from llava_kit.model.build import instantiate
 from llava_kit.plugins.registry import ENTRY_POINT_GROUP
 from llava_kit.recipes import load_recipe
 
@@ -49,6 +50,6 @@ def test_a_recipe_uses_it_by_name_with_its_options() -> None:
     connector = recipe.model.connector
     assert connector.entry.package == PACKAGE and connector.options.depth == 3
     # The demo's 64 px CLIP with patch 8 has an 8x8 grid: 2x2 pooling leaves 16 tokens.
-    assert connector.build(64, 128).num_visual_tokens(64) == 16
+    assert instantiate(connector, 64, 128).num_visual_tokens(64) == 16
     with pytest.raises(RecipeError, match="model.connector.cls_token: must be one of 'drop' or 'keep'"):
         load_recipe(RECIPE, ["model.connector.name=avgpool2x2_mlp", "model.connector.cls_token=pool"])

@@ -8,6 +8,7 @@ import pytest
 
 from llava_kit.components import NoOptions
 from llava_kit.errors import RecipeError
+from llava_kit.model.build import instantiate
 from llava_kit.plugins.hookspecs import Register, hookimpl
 from llava_kit.plugins.registry import Registry, build_registry
 from llava_kit.recipes import ConnectorSpec, DataSpec, EncoderSpec, validate_recipe
@@ -74,7 +75,7 @@ def test_serialises_to_the_flat_yaml_shape(registry) -> None:
     assert _connector(registry, spec.model_dump()) == spec
 
 
-def test_build_passes_the_options_first(registry) -> None:
+def test_instantiate_passes_the_options_first(registry) -> None:
     class Recorder:
         def __init__(self, options: Any, *args: Any, **kwargs: Any) -> None:
             self.received = (options, args, kwargs)
@@ -83,9 +84,9 @@ def test_build_passes_the_options_first(registry) -> None:
     spec = spec.model_copy(update={"entry": spec.entry.__class__(
         "connector", "toy_linear", Recorder, "test-pkg")})
 
-    built = spec.build(1024, llm_dim=64)
+    built = instantiate(spec, 1024, 64)
 
-    assert built.received == (spec.options, (1024,), {"llm_dim": 64})
+    assert built.received == (spec.options, (1024, 64), {})
 
 
 @pytest.mark.parametrize(

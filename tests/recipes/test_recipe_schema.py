@@ -48,13 +48,13 @@ def test_defaults(registry, toy_recipe) -> None:
     assert recipe.eval == {}
 
 
-def test_trainable_groups_and_prefixes(registry, toy_recipe) -> None:
-    _set(toy_recipe, "stages.pretrain.trainable", ["connector", "prefix:llm.model.layers.0", "llm"])
+def test_trainable_mixes_groups_and_prefixes_in_order(registry, toy_recipe) -> None:
+    trainable = ["connector", "prefix:llm.model.layers.0", "llm"]
+    _set(toy_recipe, "stages.pretrain.trainable", trainable)
 
     stage = validate_recipe(toy_recipe, registry=registry).stages["pretrain"]
 
-    assert stage.trainable_groups == ["connector", "llm"]
-    assert stage.trainable_prefixes == ["llm.model.layers.0"]
+    assert stage.trainable == trainable
 
 
 @pytest.mark.parametrize(

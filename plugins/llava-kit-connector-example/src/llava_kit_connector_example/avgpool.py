@@ -75,12 +75,7 @@ class AvgPoolMLPConnector(Connector):
         return (side // 2) ** 2 + int(keep_cls)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.shape[-1] != self.vision_dim:
-            raise ModelError(
-                f"avgpool2x2_mlp: features have width {features.shape[-1]} but the connector "
-                f"was built for vision width {self.vision_dim}",
-                hint="rebuild the connector from the encoder actually in use (hidden_size)",
-            )
+        self.check_width(features)
         features = features.to(self.proj[0].weight.dtype)
         has_cls, side = self._layout(features.shape[1])
         cls, patches = (features[:, :1], features[:, 1:]) if has_cls else (None, features)
