@@ -6,29 +6,49 @@ root (no ``..`` escapes, no absolute paths elsewhere, no symlinks pointing out).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
 
 from llava_kit.errors import DataError
 
 
-def resolve_image(root: Path, relative: str, *, sample_id: str, source: Path) -> Path:
-    """The absolute path of ``relative`` under ``root``; DataError if it escapes or is missing."""
+@dataclass(frozen=True)
+class BadImagePath:
+    """Why an image path cannot be used; ``kind`` is how the data check lists it."""
+
+    kind: Literal["outside_image_root", "missing_image"]
+    message: str  # names the path and the root; the caller adds the file and the sample
+    hint: str
+
+
+def locate_image(root: Path, relative: str) -> Path | BadImagePath:
+    """The absolute path of ``relative`` under ``root``, or why it escapes or is missing."""
     root_resolved = root.resolve()
     candidate = (root_resolved / relative).resolve()
     if not candidate.is_relative_to(root_resolved):
-        raise DataError(
-            f"{source}: sample {sample_id!r}: image {relative!r} resolves outside the image root "
-            f"{root_resolved}",
-            hint="image paths must be relative to the image root and stay inside it",
+        return BadImagePath(
+            "outside_image_root",
+            f"image {relative!r} resolves outside the image root {root_resolved}",
+            "image paths must be relative to the image root and stay inside it",
         )
     if not candidate.is_file():
-        raise DataError(
-            f"{source}: sample {sample_id!r}: image {relative!r} not found under {root_resolved}",
-            hint="check the data format's image_root option and that the images are downloaded",
+        return BadImagePath(
+            "missing_image",
+            f"image {relative!r} not found under {root_resolved}",
+            "check the data format's image_root option and that the images are downloaded",
         )
     return candidate
+
+
+def resolve_image(root: Path, relative: str, *, sample_id: str, source: Path) -> Path:
+    """The absolute path of ``relative`` under ``root``; DataError if it escapes or is missing."""
+    found = locate_image(root, relative)
+    if isinstance(found, BadImagePath):
+        raise DataError(f"{source}: sample {sample_id!r}: {found.message}", hint=found.hint)
+    return found
 
 
 # The most pixels an image may declare before it is decoded (8k x 8k, about 200 MB as RGB;

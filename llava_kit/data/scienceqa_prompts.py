@@ -28,6 +28,7 @@ from typing import Any
 
 from llava_kit.errors import DataError
 
+# The option letters prompts show and scorers read back; the reader allows one per choice.
 OPTION_LETTERS = "ABCDE"
 
 # Field names: q question, c context, m options, l lecture, e solution, a answer letter.

@@ -8,29 +8,20 @@ tokenizer and configs are loaded, never model weights.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llava_kit.data.formats.llava_json import SampleProblem, collecting_problems
-from llava_kit.data.formats.scienceqa import ScienceQAOptions
+from llava_kit.data.formats.base import DataFormat
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.sample import Sample
 from llava_kit.datacheck.budget import load_tokenizer, visual_tokens_per_image
-from llava_kit.datacheck.fields import unknown_fields
 from llava_kit.datacheck.report import CheckReport
 from llava_kit.datacheck.samples import TokenBudget, check_sample
 from llava_kit.errors import LlavaKitError
 from llava_kit.model.build import build_template, instantiate
 
 if TYPE_CHECKING:
+    from llava_kit.evaluators.base import Evaluator
     from llava_kit.recipes.schema import ComponentSpec, Recipe
-
-# Format problem text -> kind (first match wins; anything else is a malformed record).
-_KIND_BY_TEXT = (
-    ("outside the image root", "outside_image_root"),
-    ("not found", "missing_image"),
-    ("has no gpt answer", "no_answer"),
-    ("marker", "image_markers"),
-    ("caption must be a non-empty", "empty_answer"),
-)
 
 
 def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
@@ -39,8 +30,9 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
     tokenizer = load_tokenizer(recipe.model)  # a recipe always has an enabled stage
     visual_tokens = visual_tokens_per_image(recipe.model)
     for name, stage in recipe.enabled_stages.items():
-        where = f"stages.{name}"
-        samples = _load(stage.data, where, report)
+        where, source = f"stages.{name}", _source_of(stage.data.options, stage.data.name)
+        data_format: DataFormat | None = _build(stage.data, where, source, report)
+        samples = None if data_format is None else _load(data_format, where, source, report)
         if samples is None:
             continue
         try:
@@ -53,14 +45,15 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
             template, tokenizer, recipe.model.image_position, recipe.runtime.seed,
             recipe.model.max_length, visual_tokens,
         )
-        _check_samples(samples, where, _source_of(stage.data), report, decode_images, budget)
+        _check_samples(samples, where, source, report, decode_images, budget)
     for name, spec in recipe.eval.items():
-        data = _eval_data(spec)
-        if data is None:
-            continue
-        samples = _load_eval(data, f"eval.{name}", report)
-        if samples is not None:
-            _check_samples(samples, f"eval.{name}", data.root, report, decode_images, None)
+        where = f"eval.{name}"
+        evaluator: Evaluator | None = _build(spec, where, spec.name, report)
+        for data_format in [] if evaluator is None else evaluator.data_formats():
+            source = _source_of(data_format.options, spec.name)
+            samples = _load(data_format, where, source, report)
+            if samples is not None:
+                _check_samples(samples, where, source, report, decode_images, None)
     return report
 
 
@@ -77,60 +70,45 @@ def _check_samples(
         check_sample(sample, add, decode=decode, budget=budget)
 
 
-def _load(spec: "ComponentSpec", where: str, report: CheckReport) -> list[Sample] | None:
+def _build(spec: "ComponentSpec", where: str, source: str, report: CheckReport) -> Any:
+    """The component ``spec`` names, or None (and one problem) when it cannot be built."""
+    try:
+        return instantiate(spec)
+    except LlavaKitError as exc:
+        report.add("unusable_data", where, source, None, str(exc))
+        return None
+
+
+def _load(
+    data_format: DataFormat, where: str, source: str, report: CheckReport
+) -> list[Sample] | None:
     """The samples the format can read; its per-record problems and unknown fields go to
     ``report``; None (and one problem) when the data cannot be read at all."""
     try:
-        for source, sample_id, message in unknown_fields(spec):
-            report.add("unknown_field", where, source, sample_id, message)
         with collecting_problems() as found:
-            samples = instantiate(spec).load()
+            samples = data_format.load()
+        # Reading the records again for their keys must neither raise nor repeat the
+        # problems ``load`` already collected.
+        with collecting_problems():
+            unknown = data_format.unknown_fields()
     except LlavaKitError as exc:
-        report.add("unusable_data", where, _source_of(spec), None, str(exc))
+        report.add("unusable_data", where, source, None, str(exc))
         return None
-    _add_format_problems(found, where, report)
+    for field in unknown:
+        report.add("unknown_field", where, field.source, field.sample_id, field.message)
+    for problem in found:
+        report.add(problem.kind, where, problem.source, problem.sample_id,
+                   f"{problem.where}: {problem.message}" if problem.sample_id is None
+                   else problem.message)
+    # Dropped samples count as checked, so the report's bad-of-checked adds up.
     report.samples[where] += len({p.sample_id for p in found if p.sample_id is not None})
     return samples
 
 
-def _load_eval(options: ScienceQAOptions, where: str, report: CheckReport) -> list[Sample] | None:
-    from llava_kit.data.formats.scienceqa import ScienceQAFormat
-
-    try:
-        with collecting_problems() as found:
-            samples = ScienceQAFormat(options).load()
-    except LlavaKitError as exc:
-        report.add("unusable_data", where, options.root, None, str(exc))
-        return None
-    _add_format_problems(found, where, report)
-    return samples
-
-
-def _eval_data(spec: "ComponentSpec") -> ScienceQAOptions | None:
-    """The ScienceQA data an evaluator reads (None for evaluators without known data)."""
-    from llava_kit.evaluators.scienceqa import ScienceQAEvalOptions
-
-    options = spec.options
-    if not isinstance(options, ScienceQAEvalOptions):
-        return None
-    return ScienceQAOptions(
-        root=options.root, split=options.split, image_root=options.image_root,
-        prompt_format=options.prompt_format, use_caption=options.use_caption, limit=options.limit,
-    )
-
-
-def _add_format_problems(found: list[SampleProblem], where: str, report: CheckReport) -> None:
-    for problem in found:
-        kind = next((k for text, k in _KIND_BY_TEXT if text in problem.message), "bad_record")
-        report.add(kind, where, problem.source, problem.sample_id,
-                   f"{problem.where}: {problem.message}" if problem.sample_id is None
-                   else problem.message)
-
-
-def _source_of(spec: "ComponentSpec") -> str:
-    options = spec.options
+def _source_of(options: object, fallback: str) -> str:
+    """The file or folder a data format's options point at, for the report."""
     for key in ("path", "root"):
         value = getattr(options, key, None)
         if value is not None:
             return str(value)
-    return spec.name
+    return fallback

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llava_kit.data.formats.llava_json import Problems, read_records, record_id
+from llava_kit.data.formats.problems import Problems
+from llava_kit.data.formats.records import read_records, record_id
 from llava_kit.errors import DataError
 
 LAYOUT_HINT = (

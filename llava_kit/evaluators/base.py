@@ -13,6 +13,7 @@ from llava_kit.errors import LlavaKitError
 from llava_kit.train.run_dir import RunDir
 
 if TYPE_CHECKING:
+    from llava_kit.data.formats.base import DataFormat
     from llava_kit.model.vlm import LlavaModel
     from llava_kit.templates.base import ChatTemplate
 
@@ -71,3 +72,8 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(self, context: EvalContext) -> EvalResult: ...
+
+    def data_formats(self) -> list["DataFormat"]:
+        """The data formats whose samples it evaluates, so `llava-kit data check` reads them
+        as it reads a stage's data; none by default (nothing is checked ahead)."""
+        return []

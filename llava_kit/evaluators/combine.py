@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from llava_kit.data.scienceqa_prompts import context_text
+from llava_kit.data.scienceqa_prompts import OPTION_LETTERS, context_text
 from llava_kit.endpoints.client import ChatClient, ChatRequest, chat_messages
 from llava_kit.errors import DataError
-from llava_kit.evaluators.scienceqa_scoring import OPTION_LETTERS, ScoredResult, score_indices
+from llava_kit.evaluators.scienceqa_scoring import ScoredResult, score_indices
 
 CombineMode = Literal["complement", "judge"]
 COMBINE_MODES: tuple[CombineMode, ...] = ("complement", "judge")

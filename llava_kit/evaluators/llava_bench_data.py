@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llava_kit.data.formats.llava_json import Problems, read_records
+from llava_kit.data.formats.problems import Problems
+from llava_kit.data.formats.records import read_records
 from llava_kit.datagen.contexts import ImageContext, read_contexts
 
 CATEGORIES: tuple[str, ...] = ("conversation", "detail", "complex")

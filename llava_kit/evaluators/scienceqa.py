@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llava_kit.components import Options
+from llava_kit.data.formats.base import DataFormat
 from llava_kit.data.formats.scienceqa import ScienceQAFormat, ScienceQAOptions, read_split
 from llava_kit.data.scienceqa_prompts import parse_prompt_format, problem_meta
 from llava_kit.errors import DataError
@@ -97,9 +98,13 @@ class ScienceQAEvaluator(Evaluator):
         opts: ScienceQAEvalOptions = self.options  # type: ignore[assignment]
         return f"scienceqa_{opts.split}" + ("_blank" if opts.blank_images else "")
 
-    def evaluate(self, context: EvalContext) -> EvalResult:
+    def data_formats(self) -> list[DataFormat]:
+        return [self._data()]
+
+    def _data(self) -> ScienceQAFormat:
+        """The split it answers, read with the prompt format the model was trained on."""
         opts: ScienceQAEvalOptions = self.options  # type: ignore[assignment]
-        samples = ScienceQAFormat(
+        return ScienceQAFormat(
             ScienceQAOptions(
                 root=opts.root,
                 split=opts.split,
@@ -108,7 +113,11 @@ class ScienceQAEvaluator(Evaluator):
                 use_caption=opts.use_caption,
                 limit=opts.limit,
             )
-        ).load()
+        )
+
+    def evaluate(self, context: EvalContext) -> EvalResult:
+        opts: ScienceQAEvalOptions = self.options  # type: ignore[assignment]
+        samples = self._data().load()
         if not samples:
             raise DataError(f"{opts.root}: split {opts.split!r} has no problems to evaluate")
         # The last message is the training answer; the model must write its own.

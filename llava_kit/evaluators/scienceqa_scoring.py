@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-OPTION_LETTERS = "ABCDE"
+from llava_kit.data.scienceqa_prompts import OPTION_LETTERS
+
 _ANSWER_PATTERN = re.compile(r"The answer is ([A-Z]).")
 
 CATEGORIES: tuple[str, ...] = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Avg")

@@ -14,7 +14,7 @@ import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
 from llava_kit.data.collate import Collator
-from llava_kit.data.formats.llava_json import collecting_problems
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.dataset import ConversationDataset, tokenize_samples
 from llava_kit.errors import ModelError
 from llava_kit.model.build import build_template, instantiate

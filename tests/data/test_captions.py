@@ -13,6 +13,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from llava_kit.data.formats.captions import CaptionsFormat, CaptionsOptions
+from llava_kit.data.formats.fields import UnknownField
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.instructions import BRIEF_INSTRUCTIONS, DETAILED_INSTRUCTIONS, pick_instruction
 from llava_kit.data.sample import Sample
 from llava_kit.errors import DataError
@@ -170,33 +172,35 @@ NOT_A_CAPTION_PAIR = "'conversations' must be exactly one human turn and one gpt
 
 
 @pytest.mark.parametrize(
-    ("record", "expected"),
+    ("record", "expected", "kind"),
     [
-        ({"image": "a.jpg", "caption": "c"}, "record [0]: missing 'id'"),
-        ({"id": "s", "image": "a.jpg"}, "sample 's' (record [0]): needs a 'caption'"),
+        ({"image": "a.jpg", "caption": "c"}, "record [0]: missing 'id'", "bad_record"),
+        ({"id": "s", "image": "a.jpg"}, "sample 's' (record [0]): needs a 'caption'",
+         "bad_record"),
         ({"id": "s", "image": "a.jpg", "caption": "  "},
-         "sample 's' (record [0]): the caption must be a non-empty string"),
+         "sample 's' (record [0]): the caption must be a non-empty string", "empty_answer"),
         ({"id": "s", "image": "a.jpg", "caption": 5},
-         "sample 's' (record [0]): the caption must be a non-empty string"),
+         "sample 's' (record [0]): the caption must be a non-empty string", "bad_record"),
         ({**_pretraining_record("s", "a.jpg", "c"), "caption": "c"},
-         "sample 's' (record [0]): has both 'caption' and 'conversations'"),
+         "sample 's' (record [0]): has both 'caption' and 'conversations'", "bad_record"),
         ({"id": "s", "image": "a.jpg", "conversations": [{"from": "gpt", "value": "c"}]},
-         f"sample 's' (record [0]): {NOT_A_CAPTION_PAIR}"),
+         f"sample 's' (record [0]): {NOT_A_CAPTION_PAIR}", "bad_record"),
         ({"id": "s", "image": "a.jpg", "conversations": [
             {"from": "gpt", "value": "c"}, {"from": "human", "value": "<image>"}]},
-         f"sample 's' (record [0]): {NOT_A_CAPTION_PAIR}"),
+         f"sample 's' (record [0]): {NOT_A_CAPTION_PAIR}", "bad_record"),
         ({"id": "s", "caption": "c"},
-         "sample 's' (record [0]): 'image' must be one non-empty path"),
+         "sample 's' (record [0]): 'image' must be one non-empty path", "bad_record"),
         ({"id": "s", "image": ["a.jpg"], "caption": "c"},
-         "sample 's' (record [0]): 'image' must be one non-empty path"),
+         "sample 's' (record [0]): 'image' must be one non-empty path", "bad_record"),
         ({"id": "s", "image": "../outside.jpg", "caption": "c"},
-         "sample 's' (record [0]): image '../outside.jpg' resolves outside the image root"),
+         "sample 's' (record [0]): image '../outside.jpg' resolves outside the image root",
+         "outside_image_root"),
         ({"id": "s", "image": "gone.jpg", "caption": "c"},
-         "sample 's' (record [0]): image 'gone.jpg' not found under"),
+         "sample 's' (record [0]): image 'gone.jpg' not found under", "missing_image"),
     ],
 )
 def test_each_problem_names_the_sample(
-    tmp_path: Path, root: Path, record: dict[str, Any], expected: str
+    tmp_path: Path, root: Path, record: dict[str, Any], expected: str, kind: str
 ) -> None:
     path = _write(tmp_path / "c.json", [record])
     with pytest.raises(DataError) as caught:
@@ -204,6 +208,10 @@ def test_each_problem_names_the_sample(
     message = str(caught.value)
     assert message.startswith(f"{path}: 1 problem in the data file:\n")
     assert f"\n  {expected}" in message
+    with collecting_problems() as found:
+        assert _load(path, root) == []
+    sample_id = "s" if expected.startswith("sample 's'") else None
+    assert [(p.kind, p.sample_id) for p in found] == [(kind, sample_id)]
 
 
 def test_all_problems_are_reported_together(tmp_path: Path, root: Path) -> None:
@@ -218,3 +226,16 @@ def test_all_problems_are_reported_together(tmp_path: Path, root: Path) -> None:
     assert ": 2 problems in the data file:" in message
     assert "sample 'no-caption' (line 2)" in message
     assert "sample 'no-image' (line 3)" in message
+
+
+def test_unknown_fields_of_both_layouts_are_reported_by_sample(tmp_path: Path, root: Path) -> None:
+    pretraining = _pretraining_record("p", "a.jpg", "c")
+    pretraining["conversations"][1]["lang"] = "en"
+    records = [{"id": "s", "image": "a.jpg", "caption": "c", "url": "http://x"}, pretraining,
+               {"id": "ok", "image": "b.jpg", "caption": "c"}]
+    path = _write(tmp_path / "c.json", records)
+    fmt = CaptionsFormat(CaptionsOptions(path=str(path), image_root=str(root)))
+    assert fmt.unknown_fields() == [
+        UnknownField(path, "s", "record [0]: unknown field(s) 'url'"),
+        UnknownField(path, "p", "record [1]: turn 1 has unknown field(s) 'lang'"),
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from llava_kit.data.images import load_image, resolve_image
+from llava_kit.data.images import BadImagePath, load_image, locate_image, resolve_image
 from llava_kit.errors import DataError
 
 SOURCE = Path("data/train.json")
@@ -88,6 +88,22 @@ def test_a_missing_file_names_the_sample_and_the_root(root: Path, relative: str)
     assert repr(relative) in message
     assert str(root.resolve()) in message
     assert "image_root" in message  # the hint says which option to check
+
+
+@pytest.mark.parametrize(
+    ("relative", "kind"),
+    [("../secret.png", "outside_image_root"), ("/etc/hostname", "outside_image_root"),
+     ("missing.png", "missing_image"), ("sub", "missing_image")],
+)
+def test_locate_image_says_why_a_path_cannot_be_used(root: Path, relative: str, kind: str) -> None:
+    found = locate_image(root, relative)
+    assert isinstance(found, BadImagePath) and found.kind == kind
+    assert repr(relative) in found.message and str(root.resolve()) in found.message
+    with pytest.raises(DataError) as caught:
+        _resolve(root, relative)
+    assert caught.value.message == f"{SOURCE}: sample 's-42': {found.message}"
+    assert caught.value.hint == found.hint
+    assert locate_image(root, "sub/b.png") == (root / "sub" / "b.png").resolve()
 
 
 def test_load_image_converts_to_rgb(tmp_path: Path) -> None:

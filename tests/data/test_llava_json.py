@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from llava_kit.data.formats.fields import UnknownField
 from llava_kit.data.formats.llava_json import LlavaJSONFormat, LlavaJSONOptions
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.sample import Sample
 from llava_kit.errors import DataError
 from llava_kit.plugins.registry import get_registry
@@ -149,50 +151,61 @@ def test_registered_as_llava_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("record", "expected"),
+    ("record", "expected", "kind"),
     [
         ({"conversations": _turns(("human", "q"), ("gpt", "a"))},
-         "record [0]: missing 'id'"),
+         "record [0]: missing 'id'", "bad_record"),
         ({"id": ["x"], "conversations": _turns(("human", "q"), ("gpt", "a"))},
-         "record [0]: 'id' must be a string or an integer"),
+         "record [0]: 'id' must be a string or an integer", "bad_record"),
         ({"id": "s1", "conversations": _turns(("human", "q"), ("bot", "a"))},
-         "sample 's1' (record [0]): turn 1 has unknown role 'bot'"),
+         "sample 's1' (record [0]): turn 1 has unknown role 'bot'", "bad_record"),
         ({"id": "s1", "conversations": []},
-         "sample 's1' (record [0]): 'conversations' must be a non-empty list"),
+         "sample 's1' (record [0]): 'conversations' must be a non-empty list", "bad_record"),
         ({"id": "s1"},
-         "sample 's1' (record [0]): 'conversations' must be a non-empty list"),
+         "sample 's1' (record [0]): 'conversations' must be a non-empty list", "bad_record"),
         ({"id": "s1", "conversations": [{"from": "human", "value": 3}]},
-         "sample 's1' (record [0]): turn 0 must be an object with 'from' and a string 'value'"),
+         "sample 's1' (record [0]): turn 0 must be an object with 'from' and a string 'value'",
+         "bad_record"),
         ({"id": "s1", "conversations": _turns(("gpt", "a"), ("human", "q"))},
-         "sample 's1' (record [0]): the first turn must be from 'human'"),
+         "sample 's1' (record [0]): the first turn must be from 'human'", "bad_record"),
         ({"id": "s1", "conversations": _turns(("human", "q"), ("gpt", "a"), ("gpt", "b"))},
-         "sample 's1' (record [0]): turns 1 and 2 are both from the same role"),
+         "sample 's1' (record [0]): turns 1 and 2 are both from the same role", "bad_record"),
         ({"id": "s1", "conversations": _turns(("human", "q"), ("gpt", "a"), ("human", "q2"))},
-         "sample 's1' (record [0]): the last turn is from 'human'"),
+         "sample 's1' (record [0]): the last turn is from 'human'", "no_answer"),
         ({"id": "s1", "image": "a.png",
           "conversations": _turns(("human", "<image> <image>"), ("gpt", "a"))},
-         "sample 's1' (record [0]): 2 <image> marker(s) in the human turns but 1 image(s)"),
+         "sample 's1' (record [0]): 2 <image> marker(s) in the human turns but 1 image(s)",
+         "image_markers"),
         ({"id": "s1", "conversations": _turns(("human", "<image>\nq"), ("gpt", "a"))},
-         "sample 's1' (record [0]): 1 <image> marker(s) in the human turns but 0 image(s)"),
+         "sample 's1' (record [0]): 1 <image> marker(s) in the human turns but 0 image(s)",
+         "image_markers"),
         ({"id": "s1", "image": "a.png",
           "conversations": _turns(("human", "<image>\nq"), ("gpt", "see <image>"))},
-         "sample 's1' (record [0]): <image> appears in a gpt turn"),
+         "sample 's1' (record [0]): <image> appears in a gpt turn", "image_markers"),
         ({"id": "s1", "image": 5, "conversations": _turns(("human", "q"), ("gpt", "a"))},
-         "sample 's1' (record [0]): 'image' must be a non-empty path string or a list"),
+         "sample 's1' (record [0]): 'image' must be a non-empty path string or a list",
+         "bad_record"),
         ({"id": "s1", "image": "../outside.png", "conversations": QA},
-         "sample 's1' (record [0]): image '../outside.png' resolves outside the image root"),
+         "sample 's1' (record [0]): image '../outside.png' resolves outside the image root",
+         "outside_image_root"),
         ({"id": "s1", "image": "nope.png", "conversations": QA},
-         "sample 's1' (record [0]): image 'nope.png' not found under"),
-        ("just a string", "record [0]: expected a JSON object, found a str"),
+         "sample 's1' (record [0]): image 'nope.png' not found under", "missing_image"),
+        ("just a string", "record [0]: expected a JSON object, found a str", "bad_record"),
     ],
 )
 def test_each_problem_names_the_file_sample_and_fix(
-    tmp_path: Path, root: Path, record: Any, expected: str
+    tmp_path: Path, root: Path, record: Any, expected: str, kind: str
 ) -> None:
     path = _write(tmp_path / "d.json", [record])
     message = _problems(path, root)
     assert message.startswith(f"{path}: 1 problem in the data file:\n")
     assert f"\n  {expected}" in message
+    # Collected instead of raised, the same problem keeps its kind and sample id.
+    with collecting_problems() as found:
+        assert _load(path, root) == []
+    sample_id = "s1" if expected.startswith("sample 's1'") else None
+    assert [(p.kind, p.sample_id, p.source) for p in found] == [(kind, sample_id, path)]
+    assert f"{found[0].where}: {found[0].message}" == message.splitlines()[1].strip()
 
 
 def test_jsonl_problems_point_at_line_numbers(tmp_path: Path) -> None:
@@ -283,3 +296,22 @@ def test_a_top_level_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
     path.write_text(json.dumps({"data": RECORDS}), encoding="utf-8")
     assert "expected a JSON list of records, found a dict" in _problems(path)
+
+
+def test_unknown_record_and_turn_fields_are_reported_by_sample(tmp_path: Path, root: Path) -> None:
+    records = [
+        {**RECORDS[1], "note": 1, "source": "x"},
+        {"id": "t", "conversations": [{"from": "human", "value": "q", "weight": 1},
+                                      {"from": "gpt", "value": "a"}]},
+        {"conversations": QA, "extra": True},
+        RECORDS[0],
+    ]
+    path = _write(tmp_path / "d.jsonl", records)
+    fmt = LlavaJSONFormat(LlavaJSONOptions(path=str(path), image_root=str(root), limit=3))
+    assert fmt.unknown_fields() == [
+        UnknownField(path, "7", "line 1: unknown field(s) 'note', 'source'"),
+        UnknownField(path, "t", "line 2: turn 0 has unknown field(s) 'weight'"),
+        UnknownField(path, None, "line 3: unknown field(s) 'extra'"),
+    ]
+    assert LlavaJSONFormat(LlavaJSONOptions(path=str(_write(tmp_path / "ok.json", RECORDS)),
+                                            image_root=str(root))).unknown_fields() == []

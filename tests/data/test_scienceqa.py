@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from llava_kit.data.formats.fields import UnknownField
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.formats.scienceqa import ScienceQAFormat, ScienceQAOptions, export_llava_json
 from llava_kit.errors import DataError
 from llava_kit.plugins import builtin
@@ -173,6 +175,30 @@ def test_invalid_problems_are_all_reported_with_their_pids(tmp_path: Path) -> No
     assert "pid '1': 'answer' must be a choice index 0..1, got 2" in text
     assert "pid '2': 6 choices" in text
     assert "pid '9' (split 'train') is not in problems.json" in text
+
+
+def test_collected_problems_carry_their_kind_and_pid(tmp_path: Path) -> None:
+    problems = {**PROBLEMS, "2": problem("Q?", image=False, split="train", answer=2)}
+    root = write_layout(tmp_path, {}, problems=problems)
+    with collecting_problems() as found:
+        assert load(root, split="train") == []
+    assert [(p.kind, p.sample_id, p.where) for p in found] == [
+        ("bad_record", "2", "pid '2'"), ("missing_image", "1", "pid '1'"),
+    ]
+    assert found[0].message == "'answer' must be a choice index 0..1, got 2"
+    assert found[1].message.startswith("image not found under the image root; tried train/1/")
+
+
+def test_unknown_problem_fields_are_reported_by_pid(tmp_path: Path) -> None:
+    problems = {**PROBLEMS, "2": {**PROBLEMS["2"], "difficulty": 3, "notes": ""},
+                "4": {**PROBLEMS["4"], "typo": 1}}
+    root = write_layout(tmp_path, {"1": "train/1/image.png"}, problems=problems)
+    fmt = ScienceQAFormat(ScienceQAOptions(root=str(root), split="train"))
+    assert fmt.unknown_fields() == [
+        UnknownField(root / "problems.json", "2", "unknown field(s) 'difficulty', 'notes'"),
+    ]
+    limited = ScienceQAFormat(ScienceQAOptions(root=str(root), split="train", limit=1))
+    assert limited.unknown_fields() == []
 
 
 def test_unknown_prompt_format_is_a_data_error(tmp_path: Path) -> None:

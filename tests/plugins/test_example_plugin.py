@@ -41,6 +41,9 @@ def test_plugins_command_lists_it_under_its_own_package() -> None:
     assert ours == [{
         "kind": "connector", "name": "avgpool2x2_mlp", "package": PACKAGE,
         "description": "2x2 average pooling of the patch grid (N/4 tokens), then an MLP to the LLM width.",
+    }, {
+        "kind": "data_format", "name": "qa_jsonl", "package": PACKAGE,
+        "description": "Question-answer pairs, one JSON object per line, each with at most one image.",
     }]
     assert not [row for row in rows if "error" in row and row["package"] == PACKAGE]
 

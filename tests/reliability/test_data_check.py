@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from llava_kit.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
-from llava_kit.data.formats.llava_json import collecting_problems
+from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.formats.scienceqa import ScienceQAFormat, ScienceQAOptions
 from llava_kit.datacheck import check_recipe
 from llava_kit.datacheck.budget import visual_tokens_per_image
@@ -112,6 +112,44 @@ def test_scienceqa_missing_images_are_collected_per_problem(sqa: Path, tmp_path:
     assert sorted(p.sample_id for p in found) == sorted(with_images)
     assert all("image not found under the image root" in p.message for p in found)
     assert len(samples) == 5 - len(with_images)
+
+
+def test_the_scienceqa_evaluators_data_is_checked_like_a_stages(
+    tmp_path: Path, sqa: Path, kit: SimpleNamespace
+) -> None:
+    root = tmp_path / "sqa"
+    root.mkdir()
+    problems = json.loads((sqa / "problems.json").read_text())
+    pids = json.loads((sqa / "pid_splits.json").read_text())["test"][:6]
+    problems[pids[0]]["difficulty"] = "easy"
+    (root / "problems.json").write_text(json.dumps(problems))
+    (root / "pid_splits.json").write_text((sqa / "pid_splits.json").read_text())
+    raw = kit.llava_recipe(sqa, tmp_path)
+    raw["eval"] = {"sqa": {"name": "scienceqa", "root": str(root), "split": "test", "limit": 6}}
+    report = check_recipe(validate_recipe(raw), decode_images=False)
+
+    with_images = [pid for pid in pids if problems[pid].get("image")]
+    assert with_images  # the images are left behind in sqa/, so each one is missing
+    evals = [(p.kind, p.sample_id, p.source) for p in report.problems if p.where == "eval.sqa"]
+    assert evals == [("unknown_field", pids[0], str(root / "problems.json"))] + [
+        ("missing_image", pid, str(root)) for pid in with_images
+    ]
+    assert report.samples["eval.sqa"] == 6
+
+
+def test_bad_jsonl_lines_are_malformed_records_and_the_rest_is_checked(
+    tmp_path: Path, sqa: Path, kit: SimpleNamespace
+) -> None:
+    raw = kit.llava_recipe(sqa, tmp_path)
+    lines = [json.dumps(record) for record in kit.good_records(4)]
+    lines[1] = '{"id": "s1",'
+    (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
+    raw["stages"]["pretrain"]["data"]["path"] = str(tmp_path / "data.jsonl")
+    report = check_recipe(validate_recipe(raw), decode_images=False)
+    assert [(p.kind, p.sample_id, p.message[:26]) for p in report.problems] == [
+        ("bad_record", None, "line 2: invalid JSON at co"),
+    ]
+    assert report.samples["stages.pretrain"] == 3
 
 
 def _split_problems(root: Path, limit: int) -> list[tuple[str, dict]]:

@@ -6,11 +6,17 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from llava_kit.components import Options
+from llava_kit.data.formats.fields import UnknownField
 from llava_kit.data.sample import Sample
 
 
 class DataFormat(ABC):
-    """Reads one dataset layout; options (paths, splits, prompt format) come from the recipe."""
+    """Reads one dataset layout; options (paths, splits, prompt format) come from the recipe.
+
+    ``load`` reports bad records through ``llava_kit.data.formats.problems.Problems`` (or
+    ``collect_problem``), each with its kind, so that `llava-kit data check` and the skip
+    policy can drop and list them instead of stopping at the first.
+    """
 
     Options: ClassVar[type[Options]]
 
@@ -20,3 +26,11 @@ class DataFormat(ABC):
     @abstractmethod
     def load(self) -> list[Sample]:
         """Every sample, with image paths resolved inside the image root."""
+
+    def unknown_fields(self) -> list[UnknownField]:
+        """Record keys this format ignores, for the data check's warnings.
+
+        Called after a successful ``load``; problems of the records themselves belong to
+        ``load``. A format that reads every key, or cannot tell, reports none.
+        """
+        return []

@@ -25,18 +25,16 @@ from pydantic import Field
 from llava_kit.components import Options
 from llava_kit.constants import IMAGE_PLACEHOLDER
 from llava_kit.data.formats.base import DataFormat
-from llava_kit.data.formats.llava_json import (
-    ROLE_ALIASES,
-    ImageResolver,
-    Problems,
-    gc_paused,
-    image_root_dir,
-    read_records,
-    record_header,
-)
+from llava_kit.data.formats.conversations import ROLE_ALIASES, conversation_unknown_fields
+from llava_kit.data.formats.fields import UnknownField
+from llava_kit.data.formats.image_paths import ImageResolver, image_root_dir
+from llava_kit.data.formats.problems import Problems
+from llava_kit.data.formats.records import gc_paused, read_records, record_header
 from llava_kit.data.instructions import BRIEF_INSTRUCTIONS, pick_instruction
 from llava_kit.data.sample import Sample
 from llava_kit.templates.base import Message
+
+RECORD_FIELDS = frozenset({"id", "image", "caption", "conversations"})
 
 
 class CaptionsOptions(Options):
@@ -59,13 +57,17 @@ class CaptionsFormat(DataFormat):
         with gc_paused():
             # The data file first: when both are missing, its error says where to get the data.
             records = read_records(source, options.limit)
-            resolver = ImageResolver(image_root_dir(options.image_root), source)
+            resolver = ImageResolver(image_root_dir(options.image_root))
             for where, record in records:
                 sample = self._parse(record, where, resolver, problems)
                 if sample is not None:
                     samples.append(sample)
         problems.raise_if_any()
         return samples
+
+    def unknown_fields(self) -> list[UnknownField]:
+        options: CaptionsOptions = self.options  # type: ignore[assignment]
+        return conversation_unknown_fields(Path(options.path), options.limit, RECORD_FIELDS)
 
     def _parse(
         self, record: Any, where: str, resolver: ImageResolver, problems: Problems
@@ -79,7 +81,7 @@ class CaptionsFormat(DataFormat):
         if not isinstance(image, str) or not image:
             problems.add(where, "'image' must be one non-empty path string")
             return None
-        images = resolver.resolve([image], sample_id, where, problems)
+        images = resolver.resolve([image], where, problems)
         if caption is None or not images:
             return None
         options: CaptionsOptions = self.options  # type: ignore[assignment]
@@ -113,7 +115,8 @@ def _caption(record: dict[str, Any], where: str, problems: Problems) -> str | No
         )
         return None
     if not isinstance(caption, str) or not caption.strip():
-        problems.add(where, "the caption must be a non-empty string")
+        kind = "empty_answer" if isinstance(caption, str) else "bad_record"
+        problems.add(where, "the caption must be a non-empty string", kind)
         return None
     return caption
 

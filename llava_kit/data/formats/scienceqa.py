@@ -20,7 +20,8 @@ from pydantic import Field
 from llava_kit.components import Options
 from llava_kit.constants import IMAGE_PLACEHOLDER
 from llava_kit.data.formats.base import DataFormat
-from llava_kit.data.formats.llava_json import SampleProblem, collect_problem
+from llava_kit.data.formats.fields import UnknownField, unknown_keys
+from llava_kit.data.formats.problems import SampleProblem, collect_problem
 from llava_kit.data.images import resolve_image
 from llava_kit.data.sample import Sample
 from llava_kit.data.scienceqa_prompts import (
@@ -46,6 +47,11 @@ _WHERE_TO_GET = (
 )
 _MAX_LISTED_ERRORS = 20
 _META_IF_PRESENT = ("topic", "category", "skill")
+# The keys of a problem in problems.json ("caption" for copies with captions merged in).
+PROBLEM_FIELDS = frozenset({
+    "question", "choices", "answer", "hint", "image", "task", "grade", "subject", "topic",
+    "category", "skill", "lecture", "solution", "split", "caption",
+})
 
 
 class ScienceQAOptions(Options):
@@ -93,6 +99,23 @@ class ScienceQAFormat(DataFormat):
         if missing and not _collected(image_root, missing, problems, opts.split):
             raise _missing_images_error(image_root, missing, problems, opts.split)
         return samples
+
+    def unknown_fields(self) -> list[UnknownField]:
+        """Unknown keys of the split's problems, bad problems included (load drops those)."""
+        opts: ScienceQAOptions = self.options  # type: ignore[assignment]
+        source = Path(opts.root) / PROBLEMS_FILE
+        problems = _read_json(source)
+        splits = _read_json(Path(opts.root) / SPLITS_FILE)
+        pids = splits.get(opts.split) if isinstance(splits, dict) else None
+        if not isinstance(problems, dict) or not isinstance(pids, list):
+            return []  # unreadable layouts are load's to report
+        found: list[UnknownField] = []
+        for pid in [str(p) for p in pids][:opts.limit]:
+            problem = problems.get(pid)
+            extra = unknown_keys(problem, PROBLEM_FIELDS) if isinstance(problem, dict) else None
+            if extra:
+                found.append(UnknownField(source, pid, extra))
+        return found
 
 
 def export_llava_json(
@@ -163,7 +186,7 @@ def read_split(
             source = root / PROBLEMS_FILE
             # Under `data check` or on_bad_sample: skip, a bad problem is dropped and listed.
             if not all(collect_problem(SampleProblem(
-                source, f"pid {pid!r}", line.removeprefix(f"pid {pid!r}: "), pid))
+                "bad_record", source, f"pid {pid!r}", line.removeprefix(f"pid {pid!r}: "), pid))
                        for line in found):
                 errors.extend(found)
             continue
@@ -266,7 +289,7 @@ def _collected(
     by_pid = dict(problems)
     return all(
         collect_problem(SampleProblem(
-            image_root, f"pid {pid!r}",
+            "missing_image", image_root, f"pid {pid!r}",
             "image not found under the image root; tried "
             + ", ".join(image_candidates(pid, by_pid[pid], split)),
             pid,
