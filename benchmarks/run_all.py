@@ -55,19 +55,21 @@ def run_stage(recipe: Any, stage: str, run_dir: Path) -> dict[str, Any]:
     from llava_kit.model.build import build_model
     from llava_kit.train.distributed import DistributedContext
     from llava_kit.train.metrics import MetricsLogger, read_metrics
-    from llava_kit.train.runner import RunContext, StageRunner
+    from llava_kit.train.context import RunContext
+    from llava_kit.train.run_dir import RunDir
+    from llava_kit.train.runner import StageRunner
 
     torch.manual_seed(recipe.runtime.seed)
     model = build_model(recipe.model)
     ctx = RunContext(
         recipe=recipe, run_dir=run_dir, dist=DistributedContext(0, 1, 0, "cpu"),
         device=torch.device("cpu"), precision="fp32",
-        metrics=MetricsLogger(run_dir / "metrics.jsonl"), resume=False,
+        metrics=MetricsLogger(RunDir(run_dir).metrics), resume=False,
     )
     start = time.perf_counter()
     summary = StageRunner(ctx, model, stage, recipe.stages[stage], None).run()
     wall = time.perf_counter() - start
-    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+    records = [r for r in read_metrics(RunDir(run_dir).metrics) if "loss" in r]
     return {"wall_s": wall, "train_s": summary.seconds, "samples_per_s": summary.samples_per_s,
             "steps": summary.steps, "pad": records[-1]["epoch_pad_fraction"],
             "final_loss": summary.final_loss}

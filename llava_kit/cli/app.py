@@ -6,10 +6,7 @@ import os
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-
-from llava_kit.cli.boundary import DEBUG_ENV, as_user_error, debugging
+from llava_kit.cli.boundary import DEBUG_ENV, as_user_error, debugging, err_console, report_error
 from llava_kit.errors import LlavaKitError
 
 app = typer.Typer(
@@ -19,15 +16,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
     from llava_kit.cli import (
-        data_cmd, eval_cmd, grid_cmd, plan_cmd, plugins_cmd, run_cmd, validate_cmd,
+        chat_cmd, data_cmd, eval_cmd, export_cmd, grid_cmd, plan_cmd, plugins_cmd, run_cmd,
+        validate_cmd,
     )
-
-    from llava_kit.cli import chat_cmd, export_cmd
 
     for module in (run_cmd, validate_cmd, data_cmd, plugins_cmd, grid_cmd, plan_cmd, eval_cmd,
                    chat_cmd, export_cmd):
@@ -85,10 +80,3 @@ def _usage_errors() -> type[Exception]:
     except ImportError:
         from click.exceptions import ClickException
     return ClickException
-
-
-def report_error(exc: LlavaKitError) -> None:
-    # Messages quote user input (paths, --set values): never read them as rich markup.
-    err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
-    if exc.hint:
-        err_console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False)

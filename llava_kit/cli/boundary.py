@@ -1,4 +1,5 @@
-"""Errors from the machine a command runs on (disk, permissions, memory), as user errors.
+"""The error boundary of every command: user errors as one screen, and errors from the
+machine a command runs on (disk, permissions, memory) shown as user errors too.
 
 An ``OSError`` that reaches the top of a command comes from a path, a disk or a
 permission the user controls, not from a bug: it is shown as one screen naming the file
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+
+from rich.console import Console
+from rich.markup import escape
 
 from llava_kit.errors import LlavaKitError
 
@@ -50,3 +54,14 @@ def as_user_error(exc: BaseException) -> LlavaKitError | None:
         hint=_HINTS.get(exc.errno or -1, "check the path and the disk")
         + f" (set {DEBUG_ENV}=1 or pass --debug for the traceback)",
     )
+
+
+err_console = Console(stderr=True)
+
+
+def report_error(exc: LlavaKitError) -> None:
+    """One screen: the error, and what to do about it."""
+    # Messages quote user input (paths, --set values): never read them as rich markup.
+    err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False)

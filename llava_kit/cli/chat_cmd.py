@@ -12,7 +12,7 @@ from llava_kit.errors import LlavaKitError
 
 
 def chat(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `llava-kit run`.", show_default=False),
+    run_dir: Path = typer.Argument(..., help="Run directory written by `llava-kit run`, or a llava-kit export.", show_default=False),
     image: Optional[Path] = typer.Option(None, "--image", help="Image for the first question."),
     prompt: Optional[str] = typer.Option(
         None, "--prompt", help="Answer this one question and exit (default: interactive session)."
@@ -23,20 +23,14 @@ def chat(
     ),
 ) -> None:
     """Chat with the model of a finished run, in the template it was last trained with."""
-    import torch
-
     from llava_kit.chat import ChatSession, run_repl
-    from llava_kit.cli.app import report_error
-    from llava_kit.loading import load_run
-    from llava_kit.model.build import build_template
-    from llava_kit.train.run import final_template_spec
+    from llava_kit.cli.boundary import report_error
+    from llava_kit.loading import open_model
 
-    recipe, model = load_run(run_dir)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    opened = open_model(run_dir)
+    recipe = opened.recipe
     session = ChatSession(
-        model, build_template(final_template_spec(recipe)),
-        image_position=recipe.model.image_position,
+        opened.model, opened.template, image_position=recipe.model.image_position,
         max_new_tokens=max_new_tokens, temperature=temperature, seed=recipe.runtime.seed,
     )
     if image is not None:

@@ -109,13 +109,12 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None, force: bool) 
     from llava_kit.errors import LlavaKitError
     from llava_kit.evaluators.base import EvalContext, refuse_overwrite
     from llava_kit.evaluators.scienceqa import ScienceQAEvalOptions, ScienceQAEvaluator, result_paths
-    from llava_kit.loading import load_run
-    from llava_kit.model.build import build_template
-    from llava_kit.train.run import final_template_spec
+    from llava_kit.loading import open_model
     from llava_kit.train.run_dir import RunDir
 
     recipe_path = RunDir(run).resolved_recipe
-    recipe, model = load_run(run)
+    opened = open_model(run)
+    recipe = opened.recipe
     evaluations = [(n, s) for n, s in recipe.eval.items() if s.name == "scienceqa"]
     changes = {k: v for k, v in {"split": split, "root": str(root) if root else None}.items() if v}
     if evaluations:
@@ -131,13 +130,7 @@ def _evaluate_run(run: Path, split: str | None, root: Path | None, force: bool) 
     evaluator = ScienceQAEvaluator(options)
     refuse_overwrite(result_paths(RunDir(run).results, evaluator.result_stem).values(), force=force,
                      elsewhere="a copy of the run directory")
-    import torch
-
-    runtime = recipe.runtime
-    use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
-    model = model.to("cuda" if use_cuda else "cpu")
-    template = build_template(final_template_spec(recipe))
-    result = evaluator.evaluate(EvalContext(model, template, run, name))
+    result = evaluator.evaluate(EvalContext(opened.model, opened.template, run, name))
     Console().print(f"results: {', '.join(result.details['files'].values())}")
 
 

@@ -29,7 +29,7 @@ def run(
     from llava_kit.recipes import load_recipe, recipe_to_yaml
     from llava_kit.demo.prepare import ensure_demo_data
     from llava_kit.train.launch import launch_command, run_launcher
-    from llava_kit.train.run import run_recipe
+    from llava_kit.pipeline import run_recipe
     from llava_kit.train.run_dir import RunDir
 
     launched = "WORLD_SIZE" in os.environ
@@ -45,7 +45,7 @@ def run(
     finished = run_recipe(
         loaded, recipe_yaml=recipe_to_yaml(loaded), run_dir=run_dir, resume=resume,
         evaluate=not no_eval,
-    )
+    ).run_dir
     if not launched or os.environ.get("RANK", "0") == "0":
         Console().print(f"[green]run finished:[/green] {finished} (report: {RunDir(finished).report})")
 

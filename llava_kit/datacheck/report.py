@@ -91,7 +91,8 @@ class CheckReport:
 
     def write_skipped(self, run_dir: Path) -> Path:
         """skipped_samples.jsonl: one line per skipped sample and reason."""
-        from llava_kit.train.run_dir import RunDir, atomic_write_text
+        from llava_kit.atomic_files import atomic_write_text
+        from llava_kit.train.run_dir import RunDir
 
         rows = [
             json.dumps(asdict(p), sort_keys=True)

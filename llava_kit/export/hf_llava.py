@@ -68,8 +68,6 @@ def export_hf_llava(model: "LlavaModel", recipe: "Recipe", out: Path) -> list[st
     ``model`` must have no LoRA adapters left (merge them first) and pass hf_llava_blockers.
     Returns notes for the user (what could not be carried over).
     """
-    from llava_kit.train.run import final_template_spec
-
     reasons = hf_llava_blockers(model, recipe.model)
     if reasons:
         raise ModelError(
@@ -81,7 +79,7 @@ def export_hf_llava(model: "LlavaModel", recipe: "Recipe", out: Path) -> list[st
     hf = _build_hf_model(model, image_id, len(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)
-    spec = final_template_spec(recipe)
+    spec = recipe.answer_template
     chat_template = matching_chat_template(
         build_template(spec), recipe.model.image_position, model.tokenizer, tokenizer, image_id
     )

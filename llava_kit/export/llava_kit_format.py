@@ -11,7 +11,7 @@ from safetensors.torch import save_model
 from llava_kit.loading import (
     EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, EXPORT_RECIPE, EXPORT_TOKENIZER, EXPORT_WEIGHTS,
 )
-from llava_kit.train.run_dir import atomic_write_text
+from llava_kit.atomic_files import atomic_write_text
 
 if TYPE_CHECKING:
     from llava_kit.model.vlm import LlavaModel

@@ -8,9 +8,8 @@ from typing import Literal, get_args
 from llava_kit.errors import LlavaKitError
 from llava_kit.export.hf_llava import export_hf_llava
 from llava_kit.export.llava_kit_format import export_llava_kit
-from llava_kit.loading import load_run
+from llava_kit.loading import open_model
 from llava_kit.train.lora import merge_lora
-from llava_kit.train.run_dir import RunDir
 
 ExportFormat = Literal["hf-llava", "llava-kit"]
 
@@ -27,9 +26,10 @@ def export_run(run_dir: Path, fmt: ExportFormat, out: Path) -> list[str]:
             f"--out {out} already exists and is not an empty folder",
             hint="choose a new folder; an export never overwrites files",
         )
-    recipe, model = load_run(run_dir)
+    opened = open_model(run_dir, device="cpu")  # exports are written from host memory
+    model = opened.model
     merge_lora(model)
     if fmt == "hf-llava":
-        return export_hf_llava(model, recipe, out)
-    export_llava_kit(model, RunDir(run_dir).resolved_recipe.read_text(), out)
+        return export_hf_llava(model, opened.recipe, out)
+    export_llava_kit(model, opened.recipe_file.read_text(encoding="utf-8"), out)
     return []

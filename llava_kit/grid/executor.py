@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from llava_kit.atomic_files import atomic_write_text
 from llava_kit.errors import LlavaKitError
 from llava_kit.grid.plan import CELL_FILE, STORE_DIR, CellPlan, cell_dir, read_cell_record
-from llava_kit.grid.store import StageStore, stage_finished
-from llava_kit.train.run_dir import atomic_write_text
+from llava_kit.grid.store import StageStore
+from llava_kit.train.run_dir import RunDir
 
 log = logging.getLogger("llava_kit")
 LOGS_DIR = "logs"
@@ -150,7 +151,7 @@ class GridExecutor:
                       "keys": plan.keys, "status": "failed", "metrics": {}, "stages": {},
                       "error": f"worker exited with code {code}: {self._log_tail(plan.name)}"}
         published = [stage for stage, key in plan.keys.items()
-                     if stage_finished(run_dir, stage)
+                     if RunDir(run_dir).stage(stage).is_reusable()
                      and self.store.publish(key, run_dir, stage, plan.name)]
         record["published"] = published
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from llava_kit.grid.plan import cell_dir, read_cell_record
 from llava_kit.grid.spec import Grid
 from llava_kit.train.metrics import read_metrics
 from llava_kit.train.report import render_table
-from llava_kit.train.run_dir import RunDir, atomic_write_bytes, atomic_write_text
+from llava_kit.atomic_files import atomic_write_bytes, atomic_write_text
+from llava_kit.train.run_dir import RunDir
 
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"

@@ -4,31 +4,28 @@ whose stage has that key.
 An entry holds what the runner left in ``checkpoints/<stage>/`` when the stage finished
 (``final/``, ``connector.safetensors``, ``summary.json``), the stage's metric records
 (so a cell that reuses it still plots its loss) and ``origin.json`` (which cell trained it).
-Entries appear by an atomic rename, so a reader sees a whole entry or none.
+Entries appear by an atomic rename, so a reader sees a whole entry or none; the first
+of two cells publishing the same key wins.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from llava_kit.atomic_files import LEFTOVER_DIRECTORY, DirectoryExists, atomic_directory
+from llava_kit.train.checkpoint import DamagedCheckpoint, verify_checkpoint
 from llava_kit.train.metrics import MetricsLogger, read_metrics
 from llava_kit.train.run_dir import RunDir, StageDir
 
 ORIGIN_FILE = "origin.json"
-
-
-def stage_finished(run_dir: Path, stage: str) -> bool:
-    """What train_stages needs to skip a stage on resume."""
-    return _reusable(RunDir(run_dir).stage(stage))
-
-
-def _reusable(stage: StageDir) -> bool:
-    return stage.is_finished() and stage.has_summary()
+log = logging.getLogger("llava_kit")
 
 
 def _entry_metrics(entry: Path) -> Path:
@@ -44,12 +41,33 @@ class StageStore:
         return self.root / key
 
     def has(self, key: str) -> bool:
-        return _reusable(StageDir(self.entry(key)))
+        return StageDir(self.entry(key)).is_reusable()
+
+    def take(self, key: str) -> bool:
+        """Whether the entry exists and its files match their checksums. A damaged entry
+        is moved aside (``.damaged-<key>-<time>``, with a warning naming the file), so the
+        cell trains the stage again and publishes a good entry in its place."""
+        if not self.has(key):
+            return False
+        entry = self.entry(key)
+        try:
+            verify_checkpoint(StageDir(entry).final)
+        except DamagedCheckpoint as exc:
+            aside = self.root / f".damaged-{key}-{int(time.time())}"
+            with contextlib.suppress(OSError):  # another cell moved it first
+                os.rename(entry, aside)
+            log.warning("stage store entry %s is damaged and was moved to %s: %s",
+                        key, aside, exc.message)
+            return False
+        return True
 
     def keys(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.has(p.name))
+        # Entries being written, and damaged ones moved aside, are not entries.
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".")
+                      and not LEFTOVER_DIRECTORY.search(p.name) and self.has(p.name))
 
     def origin(self, key: str) -> dict[str, Any]:
         path = self.entry(key) / ORIGIN_FILE
@@ -60,22 +78,19 @@ class StageStore:
         if self.has(key):
             return False
         source = RunDir(run_dir).stage(stage)
-        temp = self.root / f".{key}.{os.getpid()}.tmp"
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-        for part, copy in zip(source.finished_parts, StageDir(temp).finished_parts, strict=True):
-            _link_tree(part, copy)
         metrics = RunDir(run_dir).metrics
         records = [r for r in read_metrics(metrics) if r.get("stage") == stage] \
             if metrics.is_file() else []
-        _entry_metrics(temp).write_text("".join(json.dumps(r) + "\n" for r in records))
-        (temp / ORIGIN_FILE).write_text(json.dumps(
-            {"cell": cell, "stage": stage, "time": time.time()}, indent=2
-        ))
         try:
-            os.rename(temp, self.entry(key))
-        except OSError:  # another process published the same key first
-            shutil.rmtree(temp, ignore_errors=True)
+            with atomic_directory(self.entry(key), replace=False) as temp:
+                for part, copy in zip(source.finished_parts, StageDir(temp).finished_parts,
+                                      strict=True):
+                    _link_tree(part, copy)
+                _entry_metrics(temp).write_text("".join(json.dumps(r) + "\n" for r in records))
+                (temp / ORIGIN_FILE).write_text(json.dumps(
+                    {"cell": cell, "stage": stage, "time": time.time()}, indent=2
+                ))
+        except DirectoryExists:  # another process published the same key first
             return False
         return True
 

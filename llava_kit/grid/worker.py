@@ -1,4 +1,4 @@
-"""One grid cell: materialise stored stages, train the rest, evaluate, record the outcome.
+"""One grid cell: materialise stored stages, run the recipe (training the rest), record the outcome.
 
 Runs in the grid's process (``--parallel 1``) or as ``python -m llava_kit.grid.worker GRID
 GRID_DIR CELL`` (one subprocess per cell). The outcome goes to ``cells/<cell>/cell.json``;
@@ -16,14 +16,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from llava_kit.atomic_files import atomic_write_text
 from llava_kit.errors import LlavaKitError
 from llava_kit.grid.plan import CELL_FILE, STORE_DIR, cell_dir
 from llava_kit.grid.spec import Cell
-from llava_kit.grid.store import StageStore, stage_finished
-from llava_kit.train.report import StageSummary, write_report
-from llava_kit.train.run_dir import RunDir, atomic_write_text, write_resolved_recipe
+from llava_kit.grid.store import StageStore
+from llava_kit.train.run_dir import RunDir, write_resolved_recipe
 
 log = logging.getLogger("llava_kit")
 
@@ -58,44 +56,23 @@ def _train_and_evaluate(
 ) -> dict[str, dict[str, float]]:
     """Train what the store lacks (``reused`` collects the stages taken from it), evaluate."""
     from llava_kit.demo.prepare import ensure_demo_data
+    from llava_kit.pipeline import run_recipe
     from llava_kit.recipes import recipe_to_yaml
-    from llava_kit.train.run import run_recipe
 
     recipe = cell.recipe
     if run_dir.exists():  # an earlier, different or failed, run of this cell
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     recipe_yaml = recipe_to_yaml(recipe)
-    # run_recipe does not write it on resume, and resume is how it skips stored stages.
+    # Resuming is how a run skips finished stages: the stored ones are put in place first,
+    # under the recipe a resume checks against.
     write_resolved_recipe(run_dir, recipe_yaml)
     for stage, key in keys.items():
-        if store.has(key):
+        if store.take(key):
             store.materialise(key, run_dir, stage)
             reused.add(stage)
     ensure_demo_data(recipe)
-    run_recipe(recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True, evaluate=False)
-    return _evaluate(cell, run_dir) if recipe.eval else {}
-
-
-def _evaluate(cell: Cell, run_dir: Path) -> dict[str, dict[str, float]]:
-    """Evaluate the trained cell and write its report.md with the evaluators' sections."""
-    from llava_kit.train.run import evaluate_model
-    from llava_kit.train.trained_model import load_trained_model
-
-    recipe = cell.recipe
-    use_cuda = recipe.runtime.device != "cpu" and torch.cuda.is_available()
-    model = load_trained_model(recipe, run_dir).to(torch.device("cuda" if use_cuda else "cpu"))
-    results = evaluate_model(recipe, model, run_dir)
-    summaries = [
-        StageSummary(**json.loads(RunDir(run_dir).stage(name).summary.read_text()))
-        for name in recipe.enabled_stages
-    ]
-    write_report(
-        run_dir, recipe_name=recipe.name, stages=summaries,
-        sections=[section for result in results for section in result.report_sections],
-        metrics_path=RunDir(run_dir).metrics,
-    )
-    return {name: dict(result.metrics) for name, result in zip(recipe.eval, results)}
+    return run_recipe(recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True).metrics
 
 
 def _stage_outcomes(cell: Cell, run_dir: Path, reused: set[str]) -> dict[str, str]:
@@ -106,7 +83,7 @@ def _stage_outcomes(cell: Cell, run_dir: Path, reused: set[str]) -> dict[str, st
         elif name in reused:
             outcomes[name] = "reused"
         else:
-            outcomes[name] = "trained" if stage_finished(run_dir, name) else "not finished"
+            outcomes[name] = "trained" if RunDir(run_dir).stage(name).is_reusable() else "not finished"
     return outcomes
 
 

@@ -1,10 +1,13 @@
-"""Checkpoints that survive a crash at any moment, exact RNG state, and strict connector files.
+"""Checkpoints that survive a crash at any moment and are verified before use, exact RNG
+state, and strict connector files.
 
 A checkpoint is a directory written under a temporary name, finished with a ``COMPLETE``
 marker and only then renamed into place, so a directory named ``step-XXXXXXXX`` with a
-marker is always whole. Weights are safetensors; the optimizer state is a torch pickle
-restricted to plain containers and tensors (``weights_only=True`` on load); the trainer
-state is JSON.
+marker was written whole. Its ``checksums.json`` holds the SHA-256 of every file (and of
+files beside it that it vouches for, such as the stage's connector), so damage after the
+write (a flipped bit, a truncated copy) is found before the checkpoint is used. Weights are
+safetensors; the optimizer state is a torch pickle restricted to plain containers and
+tensors (``weights_only=True`` on load); the trainer state is JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -25,8 +27,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from llava_kit.digests import file_sha256
 from llava_kit.errors import LlavaKitError, ModelError
-from llava_kit.train.run_dir import atomic_output, fsync_directory, fsync_file
+from llava_kit.json_io import read_json
+from llava_kit.atomic_files import LEFTOVER_DIRECTORY, atomic_directory, atomic_output
 
 try:
     import numpy
@@ -36,13 +40,13 @@ except ImportError:  # numpy is optional for torch; its RNG is then simply not p
 logger = logging.getLogger("llava_kit")
 
 COMPLETE_MARKER = "COMPLETE"
+CHECKSUMS_FILE = "checksums.json"
 WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 TRAINER_STATE_FILE = "trainer_state.json"
 CONNECTOR_META_KEY = "llava_kit.connector"
 
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
-_LEFTOVER = re.compile(r"\.(tmp|old)-\d+$")
 _MAX_LISTED = 8  # per kind of key problem, so a mismatch message stays on one screen
 
 
@@ -126,52 +130,90 @@ def save_checkpoint(
     optimizer: dict[str, Any] | None,
     trainer_state: dict[str, Any],
     write_extra: Callable[[Path], None] | None = None,
+    beside: tuple[str, ...] = (),
 ) -> Path:
     """Writes a whole checkpoint at ``directory``, replacing an older one there atomically.
 
-    ``write_extra(temp_dir)`` may add more files; it runs before the marker, so those files
-    are covered by the same all-or-nothing guarantee.
+    ``write_extra(temp_dir)`` may add more files; it runs before the checksums and the
+    marker, so those files are covered by the same guarantees. ``beside`` names files next
+    to ``directory``, already written, whose checksums it records too.
     """
-    temp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
-    if temp.exists():
-        shutil.rmtree(temp)
-    temp.mkdir(parents=True)
-    try:
+    with atomic_directory(directory) as temp:
         save_file(storable_tensors(weights), temp / WEIGHTS_FILE, metadata={"format": "pt"})
-        fsync_file(temp / WEIGHTS_FILE)
         if optimizer is not None:
             torch.save(optimizer, temp / OPTIMIZER_FILE)
-            fsync_file(temp / OPTIMIZER_FILE)
-        _write_synced(temp / TRAINER_STATE_FILE, json.dumps(trainer_state, indent=2) + "\n")
+        (temp / TRAINER_STATE_FILE).write_text(
+            json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8"
+        )
         if write_extra is not None:
             write_extra(temp)
-        _write_synced(temp / COMPLETE_MARKER, "complete\n")
-        fsync_directory(temp)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    _publish(temp, directory)
+        _write_checksums(temp, {name: directory.parent / name for name in beside})
+        write_complete_marker(temp)
     return directory
 
 
-def _publish(temp: Path, directory: Path) -> None:
-    """Directories cannot be renamed over non-empty ones: move the old aside, then drop it."""
-    old = directory.with_name(f"{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.rename(directory, old)
-    os.rename(temp, directory)
-    fsync_directory(directory.parent)
-    if old.exists():
-        shutil.rmtree(old)
+class DamagedCheckpoint(ModelError):
+    """A complete checkpoint whose files no longer match their checksums."""
 
 
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+def verify_checkpoint(directory: Path) -> None:
+    """Raise ``DamagedCheckpoint`` naming the first file that is missing or differs from
+    what was written; reads every byte (SHA-256)."""
+    if not is_complete(directory):
+        raise DamagedCheckpoint(
+            f"checkpoint {directory} is incomplete (no {COMPLETE_MARKER} marker)",
+            hint=_DAMAGED_HINT,
+        )
+    manifest_path = directory / CHECKSUMS_FILE
+    if not manifest_path.is_file():
+        raise DamagedCheckpoint(f"checkpoint {directory} has no {CHECKSUMS_FILE}, so it cannot "
+                                "be verified", hint=_DAMAGED_HINT)
+    manifest = read_json(manifest_path, hint=_DAMAGED_HINT)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    beside = manifest.get("beside", {}) if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not isinstance(beside, dict) or not files:
+        raise DamagedCheckpoint(f"{manifest_path} is not a checksum list", hint=_DAMAGED_HINT)
+    for folder, listed in ((directory, files), (directory.parent, beside)):
+        for name, expected in listed.items():
+            path = folder / str(name)
+            if Path(str(name)).is_absolute() or ".." in Path(str(name)).parts:
+                raise DamagedCheckpoint(f"{manifest_path} names a file outside the checkpoint: "
+                                        f"{name}", hint=_DAMAGED_HINT)
+            if not path.is_file():
+                raise DamagedCheckpoint(f"checkpoint {directory}: {path} is missing",
+                                        hint=_DAMAGED_HINT)
+            if file_sha256(path) != expected:
+                raise DamagedCheckpoint(
+                    f"checkpoint {directory}: {path} does not match the checksum recorded when "
+                    "it was written (the file was changed or damaged since)",
+                    hint=_DAMAGED_HINT,
+                )
+
+
+_DAMAGED_HINT = (
+    "restore the run directory from a copy, or delete the damaged checkpoint: --resume then "
+    "continues from the newest good one (a deleted final/ trains its stage again)"
+)
+
+
+def _write_checksums(directory: Path, beside: dict[str, Path]) -> None:
+    files = {
+        path.relative_to(directory).as_posix(): file_sha256(path)
+        for path in sorted(directory.rglob("*")) if path.is_file()
+    }
+    manifest = {"algorithm": "sha256", "files": files,
+                "beside": {name: file_sha256(path) for name, path in beside.items()}}
+    (directory / CHECKSUMS_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def is_complete(directory: Path) -> bool:
+    """A checkpoint folder that was written to the end (see ``write_complete_marker``)."""
+    return (directory / COMPLETE_MARKER).is_file()
+
+
+def write_complete_marker(directory: Path) -> None:
+    """The last file of a checkpoint: its presence says every other file is whole."""
+    (directory / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
 
 
 def storable_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -198,13 +240,13 @@ def _scan(stage_dir: Path) -> tuple[list[tuple[int, Path]], list[Path]]:
     for entry in sorted(stage_dir.iterdir()):
         if not entry.is_dir():
             continue
-        if _LEFTOVER.search(entry.name):
+        if LEFTOVER_DIRECTORY.search(entry.name):
             skipped.append(entry)
             continue
         match = _STEP_DIR.match(entry.name)
         if match is None:
             continue
-        if (entry / COMPLETE_MARKER).is_file():
+        if is_complete(entry):
             complete.append((int(match.group(1)), entry))
         else:
             skipped.append(entry)
@@ -213,10 +255,11 @@ def _scan(stage_dir: Path) -> tuple[list[tuple[int, Path]], list[Path]]:
 
 
 def latest_checkpoint(stage_dir: Path) -> Path | None:
-    """The highest-step complete checkpoint under ``stage_dir``, or None."""
+    """The highest-step checkpoint under ``stage_dir`` that is complete and matches its
+    checksums (damaged ones are named and passed over), or None."""
     complete, skipped = _scan(stage_dir)
     for path in skipped:
-        if _LEFTOVER.search(path.name):
+        if LEFTOVER_DIRECTORY.search(path.name):
             logger.warning(
                 "skipping %s, left over from a checkpoint write that was interrupted; "
                 "it can be deleted",
@@ -229,7 +272,14 @@ def latest_checkpoint(stage_dir: Path) -> Path | None:
                 path,
                 COMPLETE_MARKER,
             )
-    return complete[-1][1] if complete else None
+    for _, path in reversed(complete):
+        try:
+            verify_checkpoint(path)
+        except DamagedCheckpoint as exc:
+            logger.warning("skipping damaged checkpoint: %s", exc.message)
+            continue
+        return path
+    return None
 
 
 def prune_checkpoints(stage_dir: Path, keep: int) -> None:
@@ -241,13 +291,17 @@ def prune_checkpoints(stage_dir: Path, keep: int) -> None:
         shutil.rmtree(path)
 
 
-def load_checkpoint(path: Path) -> LoadedCheckpoint:
-    if not (path / COMPLETE_MARKER).is_file():
+def load_checkpoint(path: Path, *, verified: bool = False) -> LoadedCheckpoint:
+    """The checkpoint's contents, after checking every file against its checksum (unless
+    the caller just did: ``verified``)."""
+    if not is_complete(path):
         raise LlavaKitError(
             f"checkpoint {path} is incomplete or missing (no {COMPLETE_MARKER} marker)",
             hint="it was probably being written when a run stopped: delete it to resume from "
             "the checkpoint before it",
         )
+    if not verified:
+        verify_checkpoint(path)
     optimizer_path = path / OPTIMIZER_FILE
     optimizer = (
         torch.load(optimizer_path, map_location="cpu", weights_only=True)
@@ -257,7 +311,7 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(
         weights=load_file(path / WEIGHTS_FILE, device="cpu"),
         optimizer=optimizer,
-        trainer_state=json.loads((path / TRAINER_STATE_FILE).read_text(encoding="utf-8")),
+        trainer_state=read_json(path / TRAINER_STATE_FILE, hint=_DAMAGED_HINT),
     )
 
 
@@ -299,6 +353,15 @@ def load_connector_strict(
             hint="the file is damaged or not a safetensors file; "
             "train the stage that writes it again",
         ) from exc
+    not_float = [f"{name} ({tensor.dtype})" for name, tensor in saved.items()
+                 if not tensor.is_floating_point()]
+    if not_float:
+        # Casting quantized or integer tensors to floats would train from garbage values.
+        raise ModelError(
+            f"connector weights in {path} are not floating point: {', '.join(_clip(not_float, ''))}",
+            hint="give a connector file saved by llava-kit (or any float16/bfloat16/float32 "
+            "safetensors with the connector's keys); quantized connectors cannot be trained on",
+        )
     expected = module.state_dict()
     problems = _key_problems(saved, expected)
     if problems:

@@ -23,6 +23,7 @@ from llava_kit.errors import ModelError, RecipeError
 from llava_kit.train.backend import Backend, OptimizerSetup
 from llava_kit.train.deepspeed_configs import deepspeed_config
 from llava_kit.train.distributed import init_distributed, select_deepspeed_accelerator
+from llava_kit.train.zero3 import is_zero3_partitioned
 
 select_deepspeed_accelerator()  # must precede the first deepspeed import
 
@@ -211,11 +212,6 @@ def load_into_zero3(
             with deepspeed.zero.GatheredParameters([target], modifier_rank=0, enabled=partitioned):
                 if writes or not partitioned:
                     target.copy_(state[name].to(dtype=target.dtype, device=target.device))
-
-
-def is_zero3_partitioned(tensor: torch.Tensor) -> bool:
-    """ZeRO-3 tags the parameters it manages; their local data is only a slice."""
-    return hasattr(tensor, "ds_id")
 
 
 def widest_hidden_size(model: nn.Module) -> int | None:

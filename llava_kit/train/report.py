@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from llava_kit.train.metrics import read_metrics
-from llava_kit.train.run_dir import RunDir, atomic_write_bytes, atomic_write_text
+from llava_kit.atomic_files import atomic_write_bytes, atomic_write_text
+from llava_kit.train.run_dir import RunDir
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ what makes it re-runnable.
 directory; every other module asks them for paths. The checkpoint format inside a stage's
 folders (``step-XXXXXXXX``, the ``COMPLETE`` marker) belongs to ``train/checkpoint.py``.
 
-Every file written here (and by the checkpoint, metrics and report modules) goes through
-``atomic_output``: a crash leaves either the old file or the new one, never half of one.
+Every file of a run is written through ``llava_kit.atomic_files``: a crash leaves either the
+old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -19,28 +19,19 @@ import platform
 import re
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
+from llava_kit.atomic_files import atomic_write_text
 from llava_kit.errors import LlavaKitError
+from llava_kit.train.checkpoint import is_complete
 
 
 _VERSIONED_PACKAGES = ("llava-kit", "torch", "transformers", "deepspeed")
 _GIT_REVISION = re.compile(r"^[0-9a-f]{40,64}( \(dirty\))?$")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files readable only by their owner; finished files get the usual mode.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 @dataclass(frozen=True)
@@ -72,12 +63,14 @@ class StageDir:
 
     def is_finished(self) -> bool:
         """The final checkpoint is complete (the connector is written before it)."""
-        from llava_kit.train.checkpoint import COMPLETE_MARKER  # checkpoint.py imports this module
-
-        return (self.final / COMPLETE_MARKER).is_file()
+        return is_complete(self.final)
 
     def has_summary(self) -> bool:
         return self.summary.is_file()
+
+    def is_reusable(self) -> bool:
+        """Finished, with its summary: what a resumed run (or a grid cell) may skip."""
+        return self.is_finished() and self.has_summary()
 
 
 @dataclass(frozen=True)
@@ -206,56 +199,6 @@ def prepare_run_dir(path: Path, *, resume: bool) -> Path:
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``path``; on success it is fsynced and moved onto ``path``.
-
-    The temporary file lives in the same directory so that ``os.replace`` is a rename on one
-    file system (atomic), not a copy.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        yield temp
-        os.chmod(temp, _FILE_MODE)
-        fsync_file(temp)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_output(path) as temp:
-        temp.write_bytes(data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_directory(path: Path) -> None:
-    """Makes a rename inside ``path`` durable; a no-op where directories cannot be opened."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems (and Windows) refuse fsync on directories
-    finally:
-        os.close(descriptor)
 
 
 def provenance(cwd: Path | None = None) -> dict[str, str]:

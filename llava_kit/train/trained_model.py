@@ -10,7 +10,7 @@ from llava_kit.model.vlm import LlavaModel
 from llava_kit.train.checkpoint import load_checkpoint
 from llava_kit.train.lora import apply_lora
 from llava_kit.train.run_dir import RunDir
-from llava_kit.train.runner import load_stage_weights
+from llava_kit.train.stage_weights import load_stage_weights
 
 if TYPE_CHECKING:
     from llava_kit.recipes.schema import Recipe

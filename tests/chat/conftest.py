@@ -23,7 +23,7 @@ def train_conftest():
 def _make_run(root: Path, data: Path, edit=None) -> Path:
     """Train the tiny two-stage recipe (8 samples a stage) into ``root / "run"``."""
     from llava_kit.recipes import load_recipe
-    from llava_kit.train.run import run_recipe
+    from llava_kit.pipeline import run_recipe
 
     raw = train_conftest().tiny_recipe(data)
     for stage in raw["stages"].values():

@@ -12,11 +12,9 @@ from typer.testing import CliRunner
 from llava_kit.chat import ChatSession
 from llava_kit.errors import DataError
 from llava_kit.evaluators.generation import PromptItem, generate_answers
-from llava_kit.loading import load_run
-from llava_kit.model.build import build_template
+from llava_kit.loading import open_model
 from llava_kit.templates.base import Message
 from llava_kit.templates.plain import PlainTemplate
-from llava_kit.train.run import final_template_spec
 
 
 def invoke(args: list[str], stdin: str | None = None):
@@ -29,8 +27,8 @@ def invoke(args: list[str], stdin: str | None = None):
 
 @pytest.fixture(scope="module")
 def trained(chat_run: Path):
-    recipe, model = load_run(chat_run)
-    return model, build_template(final_template_spec(recipe))
+    opened = open_model(chat_run)
+    return opened.model, opened.template
 
 
 def test_prompt_mode_prints_the_answer_evaluation_would_give(chat_run, image_path, trained) -> None:
@@ -128,9 +126,9 @@ def test_fusion_connector_chats_through_the_same_session(tmp_path, chat_data, im
     def fusion(raw: dict) -> None:
         raw["model"]["connector"] = "gated_xattn"
 
-    recipe, model = load_run(make_run(tmp_path, chat_data, fusion))
+    opened = open_model(make_run(tmp_path, chat_data, fusion))
+    model, template = opened.model, opened.template
     assert model.connector.family == "fusion"
-    template = build_template(final_template_spec(recipe))
     session = ChatSession(model, template, max_new_tokens=6)
     session.attach_image(image_path)
     streamed: list[str] = []

@@ -296,7 +296,7 @@ def tiny_run_recipe(sqa: Path, tiny_tokenizer_dir: Path) -> dict:
 def trained_run(sqa: Path, tiny_tokenizer_dir: Path, run_dir: Path) -> Path:
     """A run directory as `llava-kit run --no-eval` leaves it: every stage finished."""
     from llava_kit.recipes import load_recipe, recipe_to_yaml
-    from llava_kit.train.run import run_recipe
+    from llava_kit.pipeline import run_recipe
 
     path = run_dir.parent / "recipe.yaml"
     path.write_text(yaml.safe_dump(tiny_run_recipe(sqa, tiny_tokenizer_dir), sort_keys=False))
@@ -333,7 +333,7 @@ def test_evaluates_a_finished_run(sqa: Path, tmp_path: Path, tiny_tokenizer_dir:
 
 def test_run_without_recipe_is_an_error(tmp_path: Path) -> None:
     result = invoke("--run", tmp_path)
-    assert f"{tmp_path} is not a run directory: it holds no recipe.resolved.yaml" in str(result.exception)
+    assert f"{tmp_path} is neither a run directory (no recipe.resolved.yaml)" in str(result.exception)
 
 
 def test_a_run_whose_stage_has_not_finished_is_not_scored(

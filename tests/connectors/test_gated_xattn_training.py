@@ -15,8 +15,9 @@ from llava_kit.recipes import load_recipe
 from llava_kit.tiny.recipe import tiny_recipe
 from llava_kit.train.distributed import DistributedContext
 from llava_kit.train.metrics import MetricsLogger
-from llava_kit.train.run import run_recipe
-from llava_kit.train.runner import RunContext, StageRunner
+from llava_kit.pipeline import run_recipe
+from llava_kit.train.context import RunContext
+from llava_kit.train.runner import StageRunner
 from llava_kit.train.trained_model import load_trained_model
 
 FUSION = [
@@ -70,7 +71,7 @@ def test_stage1_changes_every_block_tensor_and_leaves_the_llm_bit_identical(
 
 def test_two_stages_and_evaluation_through_run_recipe(recipe_path: Path, tmp_path: Path) -> None:
     recipe = load_recipe(recipe_path, FUSION)
-    run_dir = run_recipe(recipe, recipe_yaml=recipe_path.read_text(), run_dir=tmp_path / "run")
+    run_dir = run_recipe(recipe, recipe_yaml=recipe_path.read_text(), run_dir=tmp_path / "run").run_dir
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records} == {"pretrain", "finetune"}
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)

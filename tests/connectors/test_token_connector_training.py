@@ -10,11 +10,11 @@ import yaml
 
 from llava_kit.demo.synth_scienceqa import synth_scienceqa
 from llava_kit.model.build import build_model
-
+from llava_kit.pipeline import run_recipe
 from llava_kit.recipes import load_recipe
 from llava_kit.tiny.recipe import tiny_recipe
 from llava_kit.train.checkpoint import load_checkpoint
-from llava_kit.train.run import run_recipe, seed_everything
+from llava_kit.train.run import seed_everything
 from llava_kit.train.run_dir import RunDir
 
 CONNECTORS = {
@@ -28,6 +28,7 @@ CONNECTORS = {
         "model.connector.num_heads=4", "model.connector.intermediate_size=32",
     ],
 }
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONNECTORS))

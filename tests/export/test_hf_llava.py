@@ -14,12 +14,10 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration
 from llava_kit.constants import IMAGE_TOKEN_ID
 from llava_kit.data.collate import Collator
 from llava_kit.export import export_run
-from llava_kit.loading import load_run
-from llava_kit.model.build import build_template
+from llava_kit.loading import open_model
 from llava_kit.templates.base import Message
 from llava_kit.templates.image_position import place_image
 from llava_kit.templates.tokenize import tokenize_prompt
-from llava_kit.train.run import final_template_spec
 
 
 def _linear_cls_pad(raw: dict) -> None:
@@ -44,8 +42,9 @@ def exported(request, tmp_path_factory, export_data, make_run):
     run_dir = make_run(root, export_data, CASES[request.param])
     notes = export_run(run_dir, "hf-llava", root / "hf")
     hf, info = LlavaForConditionalGeneration.from_pretrained(root / "hf", output_loading_info=True)
-    recipe, model = load_run(run_dir)  # LoRA still unmerged here: the export must merge it
-    return {"notes": notes, "hf": hf.eval(), "info": info, "recipe": recipe, "model": model,
+    opened = open_model(run_dir)  # LoRA still unmerged here: the export must merge it
+    return {"notes": notes, "hf": hf.eval(), "info": info, "recipe": opened.recipe,
+            "model": opened.model, "template": opened.template,
             "processor": AutoProcessor.from_pretrained(root / "hf"), "data": export_data}
 
 
@@ -87,7 +86,7 @@ def test_processor_builds_the_inputs_training_would(exported) -> None:
     inputs = hf_inputs(exported, image)
     torch.testing.assert_close(inputs["pixel_values"][0], model.encoder.preprocess(image), rtol=0, atol=0)
     ours, _ = conversation(recipe.model.image_position)
-    template = build_template(final_template_spec(recipe))
+    template = exported["template"]
     ids = tokenize_prompt(template.render_prompt(ours), model.tokenizer)
     expanded, _ = Collator(model.num_visual_tokens, 0, 10_000).expand(ids, None)
     image_id = exported["hf"].config.image_token_index

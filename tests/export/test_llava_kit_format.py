@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import llava_kit
 from llava_kit.data.collate import Collator
 from llava_kit.errors import LlavaKitError, ModelError
-from llava_kit.loading import load_run
+from llava_kit.loading import open_model
 
 
 def invoke(args: list[str]):
@@ -61,7 +61,7 @@ def test_llava_kit_round_trip_gives_the_same_logits(any_run, export_data, tmp_pa
     result = invoke(["export", str(any_run), "--format", "llava-kit", "--out", str(out)])
     assert result.exit_code == 0, result.output
     loaded = llava_kit.load(out)
-    _, trained = load_run(any_run)
+    trained = open_model(any_run).model
     assert type(loaded.connector) is type(trained.connector)
     image = sorted(export_data.glob("train/*/image.png"))[0]
     pixels = trained.encoder.preprocess(Image.open(image))
@@ -85,14 +85,17 @@ def test_export_never_writes_into_a_non_empty_folder(deep_run, tmp_path) -> None
 
 
 def test_load_names_what_is_missing(tmp_path) -> None:
-    with pytest.raises(LlavaKitError, match="holds no llava_kit_export.json"):
+    with pytest.raises(LlavaKitError) as raised:
         llava_kit.load(tmp_path)
+    message = raised.value.message
+    assert "neither a run directory (no recipe.resolved.yaml)" in message
+    assert "nor a llava-kit export (no llava_kit_export.json)" in message
 
 
 def test_export_of_a_folder_that_is_no_run(tmp_path) -> None:
     result = invoke(["export", str(tmp_path), "--format", "llava-kit", "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, LlavaKitError)
-    assert "holds no recipe.resolved.yaml" in result.exception.message
+    assert "neither a run directory (no recipe.resolved.yaml)" in result.exception.message
 
 
 def test_import_llava_kit_stays_light() -> None:
@@ -117,3 +120,22 @@ def test_a_run_missing_its_last_stage_is_not_exported(deep_run, tmp_path) -> Non
     assert "stage 'finetune' has not finished" in result.exception.message
     assert "--resume" in result.exception.hint
     assert not out.exists()
+
+
+def test_load_opens_a_run_directory_and_its_export_alike(deep_run, tmp_path) -> None:
+    """One way in: the run directory and its export give the same weights, recipe and
+    answer template (the export from its own files only)."""
+    from llava_kit.train.trained_model import load_trained_model
+
+    out = tmp_path / "export"
+    assert invoke(["export", str(deep_run), "--format", "llava-kit", "--out", str(out)]).exit_code == 0
+    from_run, from_export = open_model(deep_run, device="cpu"), open_model(out, device="cpu")
+    assert from_run.recipe_file == deep_run / "recipe.resolved.yaml"
+    assert from_export.recipe_file == out / "recipe.yaml"
+    assert type(from_run.template) is type(from_export.template)
+    expected = load_trained_model(from_run.recipe, deep_run).state_dict()
+    for opened in (from_run.model.state_dict(), from_export.model.state_dict(),
+                   llava_kit.load(deep_run).state_dict()):
+        assert opened.keys() == expected.keys()
+        for name, tensor in expected.items():
+            assert torch.equal(opened[name], tensor), name

@@ -92,6 +92,21 @@ def test_grid_trains_shared_stages_once_and_reuses_them(
     assert again[0]["published"] == []
     assert again[0]["metrics"] == records["lr2"]["metrics"]
 
+    # A stored stage damaged on disk is verified before reuse: moved aside with a warning,
+    # trained again (to the same result) and published afresh; no manual clean-up.
+    finetune_key = records["lr2"]["keys"]["finetune"]
+    stored = store.entry(finetune_key) / "final" / "model.safetensors"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    (cell_dir(grid_dir, "lr2") / "cell.json").unlink()
+    healed = _run(grid_file, grid_dir, only=["lr2"])
+    assert healed[0]["stages"] == {"pretrain": "reused", "finetune": "trained"}
+    assert healed[0]["published"] == ["finetune"]
+    assert healed[0]["metrics"] == records["lr2"]["metrics"]
+    assert [p.name.split("-")[1] for p in store.root.glob(".damaged-*")] == [finetune_key]
+    assert len(store.keys()) == 4
+
     # Adding a variant to the finished grid runs only that variant's new stage.
     bigger = write_grid(
         "grid2.yaml", common=COMMON,

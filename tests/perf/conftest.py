@@ -16,7 +16,8 @@ from llava_kit.recipes import validate_recipe
 from llava_kit.recipes.schema import Recipe
 from llava_kit.train.distributed import DistributedContext
 from llava_kit.train.metrics import MetricsLogger, read_metrics
-from llava_kit.train.runner import RunContext, StageRunner
+from llava_kit.train.context import RunContext
+from llava_kit.train.runner import StageRunner
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Crash safety through the real CLI: SIGTERM, kill -9 during a checkpoint write, NaN and
 out-of-memory. The child process is slowed or broken at a known step by a small patch run
-before the CLI's main() (see conftest.cli_command); the package holds no test hooks."""
+before the CLI's main() (see conftest.cli_command): it wraps ``llava_kit.train.step.optimizer_step``,
+the one function the stage loop calls for each step's forward and backward passes."""
 
 from __future__ import annotations
 
@@ -43,16 +44,16 @@ def _at_call(number: int, action: str) -> str:
     """A patch running ``action`` (with ``result`` bound) after optimizer step ``number``."""
     return f"""
 import os, signal, torch
-from llava_kit.train import runner
-_original = runner.StageRunner._optimizer_step
+from llava_kit.train import step
+_original = step.optimizer_step
 _calls = [0]
-def _patched(self, *args, **kwargs):
-    result = _original(self, *args, **kwargs)
+def _patched(*args, **kwargs):
+    result = _original(*args, **kwargs)
     _calls[0] += 1
     if _calls[0] == {number}:
         {action}
     return result
-runner.StageRunner._optimizer_step = _patched
+step.optimizer_step = _patched
 """
 
 
@@ -105,13 +106,13 @@ def test_kill_9_during_a_checkpoint_write_then_resume(
 import time
 from pathlib import Path
 from llava_kit.train import checkpoint
-_original = checkpoint._write_synced
-def _slow(path, text):
-    if path.name == "COMPLETE" and path.parent.name.startswith("step-00000004"):
+_original = checkpoint.write_complete_marker
+def _slow(directory):
+    if directory.name.startswith("step-00000004"):
         Path({str(flag)!r}).write_text("writing")
         time.sleep(600)
-    _original(path, text)
-checkpoint._write_synced = _slow
+    _original(directory)
+checkpoint.write_complete_marker = _slow
 """
     child = subprocess.Popen(
         kit.cli_command(["run", str(recipe), "--no-eval"], patch), cwd=tmp_path,

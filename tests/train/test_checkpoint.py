@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from llava_kit.errors import LlavaKitError, ModelError
 from llava_kit.train import checkpoint as checkpoint_module
 from llava_kit.train.checkpoint import (
+    DamagedCheckpoint,
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
@@ -25,6 +26,7 @@ from llava_kit.train.checkpoint import (
     save_checkpoint,
     save_connector,
     step_checkpoint_dir,
+    verify_checkpoint,
 )
 
 RECIPE_FIELDS = {
@@ -131,6 +133,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert saved == directory
     assert sorted(p.name for p in directory.iterdir()) == [
         "COMPLETE",
+        "checksums.json",
         "model.safetensors",
         "optimizer.pt",
         "trainer_state.json",
@@ -407,3 +410,75 @@ def test_save_connector_failure_keeps_the_old_file(
         nn.ParameterDict({"w": nn.Parameter(torch.zeros(2))}), path, recipe_fields={}
     )
     assert [p.name for p in tmp_path.iterdir()] == ["connector.safetensors"]
+
+
+def _flip_a_bit(path: Path, offset: int = -1) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _step(stage: Path, step: int, value: float) -> Path:
+    return save_checkpoint(step_checkpoint_dir(stage, step), weights={"w": torch.full((4,), value)},
+                           optimizer={"lr": value}, trainer_state={"step": step})
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "trainer_state.json"])
+def test_one_flipped_bit_in_any_file_is_found_and_named(tmp_path: Path, damaged: str) -> None:
+    path = _step(tmp_path, 4, 1.0)
+    verify_checkpoint(path)
+    _flip_a_bit(path / damaged, offset=len((path / damaged).read_bytes()) // 2)
+    with pytest.raises(DamagedCheckpoint) as raised:
+        load_checkpoint(path)
+    assert f"{path / damaged} does not match the checksum" in raised.value.message
+
+
+def test_resume_passes_over_a_damaged_checkpoint_to_the_previous_good_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _step(tmp_path, 2, 2.0)
+    newest = _step(tmp_path, 4, 4.0)
+    _flip_a_bit(newest / "model.safetensors")
+    with caplog.at_level(logging.WARNING, logger="llava_kit"):
+        good = latest_checkpoint(tmp_path)
+    assert good == step_checkpoint_dir(tmp_path, 2)
+    assert torch.equal(load_checkpoint(good).weights["w"], torch.full((4,), 2.0))
+    warned = [r.getMessage() for r in caplog.records if r.name == "llava_kit"]
+    assert any(m.startswith("skipping damaged checkpoint") and "step-00000004" in m for m in warned)
+
+
+@pytest.mark.parametrize("tamper", ["delete_checksums", "delete_weights", "escape_path"])
+def test_a_checkpoint_that_cannot_be_verified_is_refused(tmp_path: Path, tamper: str) -> None:
+    path = _step(tmp_path, 4, 1.0)
+    manifest = path / "checksums.json"
+    if tamper == "delete_checksums":
+        manifest.unlink()
+    elif tamper == "delete_weights":
+        (path / "model.safetensors").unlink()
+    else:
+        listed = json.loads(manifest.read_text())
+        listed["files"]["../../outside"] = "0" * 64
+        manifest.write_text(json.dumps(listed))
+    with pytest.raises(DamagedCheckpoint):
+        verify_checkpoint(path)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_a_final_checkpoint_vouches_for_the_connector_beside_it(tmp_path: Path) -> None:
+    save_connector(tmp_path / "connector.safetensors", {"w": torch.ones(3)}, META)
+    final = save_checkpoint(tmp_path / "final", weights={"connector.w": torch.ones(3)},
+                            optimizer=None, trainer_state={}, beside=("connector.safetensors",))
+    verify_checkpoint(final)
+    _flip_a_bit(tmp_path / "connector.safetensors")
+    with pytest.raises(DamagedCheckpoint, match="connector.safetensors does not match"):
+        verify_checkpoint(final)
+
+
+def test_an_integer_connector_file_is_refused_not_cast(tmp_path: Path) -> None:
+    target = _mlp(8, 16, 16)
+    path = tmp_path / "int8.safetensors"
+    save_file({k: v.to(torch.int8) for k, v in target.state_dict().items()}, str(path))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ModelError, match="are not floating point: .*torch.int8"):
+        load_connector_strict(target, path, recipe_fields=RECIPE_FIELDS)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())

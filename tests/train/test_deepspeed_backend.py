@@ -25,12 +25,8 @@ from torch import nn
 
 from llava_kit.errors import ModelError, RecipeError
 from llava_kit.train.backend import PlainBackend
-from llava_kit.train.deepspeed_backend import (
-    check_config,
-    is_zero3_partitioned,
-    load_into_zero3,
-    widest_hidden_size,
-)
+from llava_kit.train.deepspeed_backend import check_config, load_into_zero3, widest_hidden_size
+from llava_kit.train.zero3 import is_zero3_partitioned
 
 LOOP_SCRIPT = '''
 """A tiny MLP trained for a few steps through the Backend API."""
@@ -123,7 +119,8 @@ def two_stages(make_backend, rank, world):
 
 
 def run_deepspeed(choices, out_path):
-    from llava_kit.train.deepspeed_backend import DeepSpeedBackend, is_zero3_partitioned, load_into_zero3
+    from llava_kit.train.deepspeed_backend import DeepSpeedBackend, load_into_zero3
+    from llava_kit.train.zero3 import is_zero3_partitioned
     from llava_kit.train.distributed import broadcast_object, init_distributed, shutdown_distributed
 
     import deepspeed

@@ -4,7 +4,6 @@ import json
 import os
 import platform
 import shutil
-import stat
 import subprocess
 from datetime import datetime
 from importlib import metadata
@@ -15,16 +14,7 @@ import yaml
 
 from llava_kit.errors import LlavaKitError
 from llava_kit.train import run_dir as run_dir_module
-from llava_kit.train.run_dir import (
-    RunDir,
-    atomic_output,
-    atomic_write_bytes,
-    atomic_write_text,
-    prepare_run_dir,
-    provenance,
-    provenance_comment,
-    write_resolved_recipe,
-)
+from llava_kit.train.run_dir import RunDir, prepare_run_dir, provenance, provenance_comment, write_resolved_recipe
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -81,44 +71,6 @@ def test_resume_returns_the_run_dir_untouched(tmp_path: Path) -> None:
     (tmp_path / "recipe.resolved.yaml").write_text("name: tiny\n")
     assert prepare_run_dir(tmp_path, resume=True) == tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.resolved.yaml"]
-
-
-def test_atomic_write_replaces_content_with_the_usual_mode(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "file.txt"
-    atomic_write_text(target, "first\n")
-    atomic_write_text(target, "second ✓\n")
-    assert target.read_text(encoding="utf-8") == "second ✓\n"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
-    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
-
-
-def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
-    target = tmp_path / "file.bin"
-    atomic_write_bytes(target, b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as temp:
-            temp.write_bytes(b"half of the new")
-            raise RuntimeError("killed")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
-
-
-def test_atomic_write_failure_in_rename_keeps_the_old_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "file.txt"
-    atomic_write_text(target, "old")
-
-    def failing_replace(src: object, dst: object) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(run_dir_module.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write_text(target, "new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 
 
 def test_provenance_versions(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from llava_kit.plugins.registry import build_registry
 from llava_kit.recipes import load_recipe
 from llava_kit.train.checkpoint import load_checkpoint
 from llava_kit.tiny.recipe import tiny_recipe as llava_kit_tiny_recipe
-from llava_kit.train.run import run_recipe
+from llava_kit.pipeline import run_recipe
 from llava_kit.train.run_dir import RunDir
 
 from llava_kit_connector_example.avgpool import AvgPoolMLPConnector
@@ -43,7 +43,7 @@ def test_one_step_per_stage_through_run_recipe(synth_data: Path, tmp_path: Path)
                                 "model.connector.cls_token=keep"])
     assert build_model(recipe.model).num_visual_tokens == 1 + 2 * 2
     run_dir = run_recipe(recipe, recipe_yaml=path.read_text(), run_dir=tmp_path / "run",
-                         evaluate=False)
+                         evaluate=False).run_dir
 
     stage1 = load_checkpoint(RunDir(run_dir).stage("pretrain").final).weights
     assert set(stage1) == {"connector.proj.0.weight", "connector.proj.0.bias",

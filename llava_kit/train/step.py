@@ -1,0 +1,46 @@
+"""One optimizer step's forward and backward passes over this rank's micro batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as torch_dist
+
+from llava_kit.train.backend import Backend
+from llava_kit.train.context import RunContext
+
+
+class StepResult(NamedTuple):
+    loss: float  # mean over every micro batch of every rank
+    tokens: int  # attended tokens, all ranks
+    samples: int  # all ranks
+
+
+def optimizer_step(
+    engine: torch.nn.Module, backend: Backend, micro_batches: Iterator[dict[str, Any]],
+    accumulation: int, ctx: RunContext,
+) -> StepResult:
+    """Forward/backward over ``accumulation`` micro batches; the optimizer update itself
+    is ``backend.step()``, left to the caller so it can skip a non-finite step."""
+    device = ctx.device
+    loss_sum = torch.zeros((), device=device)
+    tokens = samples = 0
+    scale = 1.0 if backend.scales_loss_for_accumulation() else 1.0 / accumulation
+    for _ in range(accumulation):
+        batch = next(micro_batches)
+        batch.pop("ids")
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with ctx.autocast():
+            loss = engine(**batch).loss
+        backend.backward(loss * scale)
+        loss_sum += loss.detach().float()
+        tokens += int(batch["attention_mask"].sum())
+        samples += int(batch["input_ids"].shape[0])
+    stats = torch.stack([loss_sum, torch.tensor(float(tokens), device=device),
+                         torch.tensor(float(samples), device=device)])
+    if ctx.dist.world_size > 1:
+        torch_dist.all_reduce(stats)
+    micro_count = accumulation * ctx.dist.world_size
+    return StepResult(float(stats[0]) / micro_count, int(stats[1]), int(stats[2]))
