@@ -96,6 +96,33 @@ def test_sigterm_saves_a_checkpoint_and_resume_gives_the_same_weights(
     _assert_same_weights(_final_weights(tmp_path / "run"), uninterrupted)
 
 
+def test_resume_passes_over_a_damaged_checkpoint_and_still_reaches_the_same_weights(
+    tmp_path: Path, sqa: Path, kit: SimpleNamespace, uninterrupted: dict[str, torch.Tensor]
+) -> None:
+    recipe = _recipe(kit, sqa, tmp_path)
+    stopped = kit.run_cli(
+        ["run", str(recipe), "--no-eval", "--set", f"stages.{STAGE}.keep_checkpoints=2"],
+        tmp_path, patch=_at_call(5, "os.kill(os.getpid(), signal.SIGTERM)"),
+    )
+    assert stopped.returncode != 0
+    stage_dir = tmp_path / "run" / "checkpoints" / STAGE
+    newest = stage_dir / "step-00000005" / "model.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, as a failing disk leaves it
+    newest.write_bytes(bytes(data))
+
+    resumed = kit.run_cli(["run", str(recipe), "--no-eval", "--resume", "--set",
+                           f"stages.{STAGE}.keep_checkpoints=2"], tmp_path)
+    shown = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, shown[-3000:]
+    assert "skipping damaged checkpoint" in shown and str(newest) in shown
+    # It went on from step 4, the newest good checkpoint, to the uninterrupted weights.
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r.get("stage") == STAGE and "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 5, 6, 7, 8]
+    _assert_same_weights(_final_weights(tmp_path / "run"), uninterrupted)
+
+
 def test_kill_9_during_a_checkpoint_write_then_resume(
     tmp_path: Path, sqa: Path, kit: SimpleNamespace, uninterrupted: dict[str, torch.Tensor]
 ) -> None:
