@@ -21,6 +21,7 @@ from llava_kit.data.collate import Example
 from llava_kit.data.feature_cache import FeatureCache
 from llava_kit.data.images import load_image
 from llava_kit.data.sample import Sample
+from llava_kit.data.worker_errors import SampleLoadError
 from llava_kit.errors import DataError
 from llava_kit.templates.base import ChatTemplate
 from llava_kit.templates.image_position import place_image
@@ -80,7 +81,12 @@ class ConversationDataset(Dataset[Example]):
         return len(self.tokenized)
 
     def __getitem__(self, index: int) -> Example:
-        sample = self.tokenized[index]
+        try:
+            return self._example(self.tokenized[index])
+        except DataError as exc:  # from a loader worker, a plain DataError shows as a traceback
+            raise SampleLoadError(exc.message, hint=exc.hint) from exc
+
+    def _example(self, sample: TokenizedSample) -> Example:
         example: Example = {"id": sample.id, "input_ids": sample.input_ids, "labels": sample.labels}
         if sample.images and self.features is not None:
             example["image_features"] = torch.stack([self.features.load(p) for p in sample.images])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from llava_kit.errors import DataError
 
@@ -57,18 +57,28 @@ def resolve_image(root: Path, relative: str, *, sample_id: str, source: Path) ->
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
-def load_image(path: Path, *, sample_id: str) -> Image.Image:
-    """Open an image as RGB, turning decoder failures into a DataError naming the sample."""
+def decode_image(path: Path) -> Image.Image:
+    """Open and fully decode an image as RGB; DataError naming the file if it cannot be used."""
     hint = "re-download or remove the file; `llava-kit data check` lists every bad image"
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise DataError(
-                    f"sample {sample_id!r}: image {path} declares {width} x {height} pixels, "
+                    f"image {path} declares {width} x {height} pixels, "
                     f"more than the {MAX_IMAGE_PIXELS:,} llava-kit decodes",
                     hint="shrink the image, or remove it if it was not meant to be that large",
                 )
             return image.convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-        raise DataError(f"sample {sample_id!r}: cannot read image {path}: {exc}", hint=hint) from exc
+    # PIL's decoders report a bad file in several ways: a broken PNG chunk is a SyntaxError,
+    # a truncated frame an EOFError, most others an OSError or ValueError.
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}", hint=hint) from exc
+
+
+def load_image(path: Path, *, sample_id: str) -> Image.Image:
+    """``decode_image`` for one sample's image: its errors name the sample too."""
+    try:
+        return decode_image(path)
+    except DataError as exc:
+        raise DataError(f"sample {sample_id!r}: {exc.message}", hint=exc.hint) from exc

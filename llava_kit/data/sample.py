@@ -17,3 +17,6 @@ class Sample:
     messages: list[Message]
     images: list[Path] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Where the sample is in its data file ("record [3]", "line 4"), for messages that must
+    # point back at it; None when the format does not say. Not part of the sample's content.
+    origin: str | None = field(default=None, compare=False)

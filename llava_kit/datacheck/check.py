@@ -1,19 +1,23 @@
 """`llava-kit data check`: every enabled stage's data and the eval data, all problems at once.
 
-The fast path (run at the start of every `llava-kit run`) reads the records, checks that
-images exist inside the image root, renders and tokenizes every sample with the stage's
-template and the recipe's tokenizer; the full check also decodes every image. Only the
-tokenizer and configs are loaded, never model weights.
+The fast path (run at the start of every `llava-kit run` that stops on bad samples) reads
+the records, checks that ids are unique and that images exist inside the image root,
+renders and tokenizes every sample with the stage's template and the recipe's tokenizer;
+the full check also decodes every image. Only the tokenizer and configs are loaded, never
+model weights.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llava_kit.data.duplicates import find_duplicates, sample_location
 from llava_kit.data.formats.base import DataFormat
 from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.sample import Sample
 from llava_kit.datacheck.budget import load_tokenizer, visual_tokens_per_image
+from llava_kit.datacheck.decode import undecodable_images
 from llava_kit.datacheck.report import CheckReport
 from llava_kit.datacheck.samples import TokenBudget, check_sample
 from llava_kit.errors import LlavaKitError
@@ -32,8 +36,8 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
     for name, stage in recipe.enabled_stages.items():
         where, source = f"stages.{name}", _source_of(stage.data.options, stage.data.name)
         data_format: DataFormat | None = _build(stage.data, where, source, report)
-        samples = None if data_format is None else _load(data_format, where, source, report)
-        if samples is None:
+        loaded = None if data_format is None else _load(data_format, where, source, report)
+        if loaded is None:
             continue
         try:
             template = build_template(stage.template or recipe.model.template)
@@ -45,29 +49,42 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
             template, tokenizer, recipe.model.image_position, recipe.runtime.seed,
             recipe.model.max_length, visual_tokens,
         )
-        _check_samples(samples, where, source, report, decode_images, budget)
+        _check_samples(loaded, where, source, report, decode_images, budget)
     for name, spec in recipe.eval.items():
         where = f"eval.{name}"
         evaluator: Evaluator | None = _build(spec, where, spec.name, report)
         for data_format in [] if evaluator is None else evaluator.data_formats():
             source = _source_of(data_format.options, spec.name)
-            samples = _load(data_format, where, source, report)
-            if samples is not None:
-                _check_samples(samples, where, source, report, decode_images, None)
+            loaded = _load(data_format, where, source, report)
+            if loaded is not None:
+                _check_samples(loaded, where, source, report, decode_images, None)
     return report
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    samples: list[Sample]
+    repeated: frozenset[int]  # places of the samples whose id an earlier sample has
+
+
 def _check_samples(
-    samples: list[Sample], where: str, source: str, report: CheckReport, decode: bool,
+    loaded: _Loaded, where: str, source: str, report: CheckReport, decode: bool,
     budget: TokenBudget | None,
 ) -> None:
+    samples = loaded.samples
     report.samples[where] += len(samples)
-    for sample in samples:
+    images = list(dict.fromkeys(path for sample in samples for path in sample.images))
+    unreadable = undecodable_images(images, where) if decode and images else {}
+    for index, sample in enumerate(samples):
 
-        def add(kind: str, message: str, sample_id: str = sample.id) -> None:
-            report.add(kind, where, source, sample_id, message)
+        def add(
+            kind: str, message: str, sample_id: str = sample.id,
+            record: str = sample_location(sample, index),
+            keeps_id: bool = index not in loaded.repeated,
+        ) -> None:
+            report.add(kind, where, source, sample_id, message, record=record, drop_by_id=keeps_id)
 
-        check_sample(sample, add, decode=decode, budget=budget)
+        check_sample(sample, add, unreadable=unreadable, budget=budget)
 
 
 def _build(spec: "ComponentSpec", where: str, source: str, report: CheckReport) -> Any:
@@ -81,9 +98,9 @@ def _build(spec: "ComponentSpec", where: str, source: str, report: CheckReport) 
 
 def _load(
     data_format: DataFormat, where: str, source: str, report: CheckReport
-) -> list[Sample] | None:
-    """The samples the format can read; its per-record problems and unknown fields go to
-    ``report``; None (and one problem) when the data cannot be read at all."""
+) -> _Loaded | None:
+    """The samples the format can read; its per-record problems, repeated ids and unknown
+    fields go to ``report``; None (and one problem) when the data cannot be read at all."""
     try:
         with collecting_problems() as found:
             samples = data_format.load()
@@ -99,10 +116,16 @@ def _load(
     for problem in found:
         report.add(problem.kind, where, problem.source, problem.sample_id,
                    f"{problem.where}: {problem.message}" if problem.sample_id is None
-                   else problem.message)
-    # Dropped samples count as checked, so the report's bad-of-checked adds up.
-    report.samples[where] += len({p.sample_id for p in found if p.sample_id is not None})
-    return samples
+                   else problem.message, record=problem.record or problem.where)
+    duplicates = find_duplicates(samples, found)
+    for duplicate in duplicates:
+        report.add("duplicate_id", where, duplicate.source or source, duplicate.sample_id,
+                   duplicate.message, record=duplicate.record)
+    # Dropped records count as checked (once each), so the report's bad-of-checked adds up.
+    report.samples[where] += len({
+        (p.source, p.record or p.where) for p in found if p.sample_id is not None
+    })
+    return _Loaded(samples, frozenset(d.index for d in duplicates if d.index is not None))
 
 
 def _source_of(options: object, fallback: str) -> str:

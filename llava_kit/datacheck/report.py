@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "outside_image_root": "images outside the image root",
     "unreadable_image": "unreadable or corrupt image files",
     "bad_record": "malformed records",
+    "duplicate_id": "sample ids used more than once (the first sample keeps the id)",
     "no_answer": "conversations without an assistant answer",
     "image_markers": "<image> markers that do not match the images",
     "empty_answer": "empty answers",
@@ -35,6 +36,11 @@ class Problem:
     source: str  # the file or folder the problem is in
     sample_id: str | None  # None: the whole data set (or an unidentifiable record)
     message: str
+    # Where the sample is in its source ("record [3]", "loaded sample [3]"): ids can repeat.
+    record: str | None = None
+    # On a loaded sample that keeps its id, so the skip policy leaves it out by that id;
+    # records their reader drops and later duplicates never reach a dataset at all.
+    drop_by_id: bool = False
 
     @property
     def is_error(self) -> bool:
@@ -53,8 +59,9 @@ class CheckReport:
     samples: Counter[str] = field(default_factory=Counter)
 
     def add(self, kind: str, where: str, source: Path | str, sample_id: str | None,
-            message: str) -> None:
-        self.problems.append(Problem(kind, where, str(source), sample_id, message))
+            message: str, *, record: str | None = None, drop_by_id: bool = False) -> None:
+        self.problems.append(Problem(kind, where, str(source), sample_id, message, record,
+                                     drop_by_id))
 
     @property
     def errors(self) -> list[Problem]:
@@ -68,13 +75,25 @@ class CheckReport:
         """Ids of the samples of ``where`` that have at least one error."""
         return {p.sample_id for p in self.errors if p.where == where and p.sample_id is not None}
 
+    def bad_samples(self, where: str) -> int:
+        """How many samples of ``where`` have at least one error (counted by record)."""
+        return len({
+            (p.source, p.record or p.sample_id)
+            for p in self.errors if p.where == where and p.sample_id is not None
+        })
+
+    def ids_to_drop(self, where: str) -> set[str]:
+        """Ids of the loaded samples of ``where`` that the skip policy leaves out."""
+        return {p.sample_id for p in self.errors if p.where == where and p.drop_by_id
+                and p.sample_id is not None}
+
     def render(self) -> str:
         """One report: a count per kind, then the listed problems of each kind."""
         if not self.problems:
             checked = ", ".join(f"{where} {count}" for where, count in self.samples.items())
             return f"data check: no problems ({checked} samples)"
         errors, warnings = len(self.errors), len(self.problems) - len(self.errors)
-        bad = sum(len(self.bad_ids(where)) for where in self.samples)
+        bad = sum(self.bad_samples(where) for where in self.samples)
         lines = [
             f"data check: {errors} error(s), {warnings} warning(s); {bad} bad sample(s) of "
             f"{sum(self.samples.values())} checked"
@@ -95,7 +114,8 @@ class CheckReport:
         from llava_kit.train.run_dir import RunDir
 
         rows = [
-            json.dumps(asdict(p), sort_keys=True)
+            json.dumps({key: value for key, value in asdict(p).items() if key != "drop_by_id"},
+                       sort_keys=True)
             for p in self.errors if p.sample_id is not None
         ]
         path = RunDir(run_dir).skipped_samples

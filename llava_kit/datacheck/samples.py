@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from transformers import PreTrainedTokenizerBase
 
 from llava_kit.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
 from llava_kit.data.dataset import ImagePosition, sample_rng
-from llava_kit.data.images import load_image
 from llava_kit.data.sample import Sample
 from llava_kit.errors import DataError
 from llava_kit.templates.base import ChatTemplate
@@ -33,7 +32,11 @@ class TokenBudget:
     visual_tokens: int | None  # per image; None when unknown without weights
 
 
-def check_sample(sample: Sample, report: Report, *, decode: bool, budget: TokenBudget | None) -> None:
+def check_sample(
+    sample: Sample, report: Report, *, unreadable: Mapping[Path, str], budget: TokenBudget | None
+) -> None:
+    """Report every problem of ``sample``; ``unreadable``: image -> why it cannot be decoded
+    (empty when images are not decoded)."""
     answers = [m.content for m in sample.messages if m.role == "assistant"]
     if not answers:
         report("no_answer", "no assistant turn, so nothing would be trained")
@@ -47,20 +50,16 @@ def check_sample(sample: Sample, report: Report, *, decode: bool, budget: TokenB
             "each image needs exactly one marker",
         )
     for path in sample.images:
-        _check_image(path, sample.id, report, decode=decode)
+        _check_image(path, report, unreadable)
     if budget is not None and answers:
         _check_tokens(sample, report, budget)
 
 
-def _check_image(path: Path, sample_id: str, report: Report, *, decode: bool) -> None:
+def _check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> None:
     if not path.is_file():
         report("missing_image", f"image {path} does not exist")
-        return
-    if decode:
-        try:
-            load_image(path, sample_id=sample_id)
-        except DataError as exc:
-            report("unreadable_image", exc.message.removeprefix(f"sample {sample_id!r}: "))
+    elif path in unreadable:
+        report("unreadable_image", unreadable[path])
 
 
 def _check_tokens(sample: Sample, report: Report, budget: TokenBudget) -> None:

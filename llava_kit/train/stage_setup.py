@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llava_kit.data.dataset import ConversationDataset, tokenize_samples
+from llava_kit.data.duplicates import first_of_each_id
 from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.model.build import build_template, instantiate
 from llava_kit.model.vlm import LlavaModel
@@ -85,9 +86,11 @@ def stage_dataset(
     skip = (ctx.skipped or {}).get(name)
     if skip is None:
         samples = instantiate(stage.data).load()
-    else:  # the readers drop bad records; the data check listed them and the rest
+    else:  # the readers drop bad records and later duplicates go next, as the data check
+        # listed them; then every id names one sample, so dropping by id drops only it.
         with collecting_problems():
-            samples = [s for s in instantiate(stage.data).load() if s.id not in skip]
+            loaded = first_of_each_id(instantiate(stage.data).load())
+        samples = [s for s in loaded if s.id not in skip]
     tokenized = tokenize_samples(
         samples, template, model.tokenizer,
         image_position=recipe.model.image_position, seed=recipe.runtime.seed,

@@ -75,6 +75,7 @@ class CaptionsFormat(DataFormat):
         header = record_header(record, where, problems)
         if header is None:
             return None
+        origin = where  # the record's place in the file; `where` becomes its label
         sample_id, where = header
         caption = _caption(record, where, problems)
         image = record.get("image")
@@ -90,7 +91,7 @@ class CaptionsFormat(DataFormat):
             Message(role="user", content=f"{instruction}\n{IMAGE_PLACEHOLDER}"),
             Message(role="assistant", content=caption),
         ]
-        return Sample(id=sample_id, messages=messages, images=images)
+        return Sample(id=sample_id, messages=messages, images=images, origin=origin)
 
 
 def _caption(record: dict[str, Any], where: str, problems: Problems) -> str | None:

@@ -90,6 +90,7 @@ class LlavaJSONFormat(DataFormat):
         header = record_header(record, where, problems)
         if header is None:
             return None
+        origin = where  # the record's place in the file; `where` becomes its label
         sample_id, where = header
         before = len(problems)
 
@@ -107,7 +108,7 @@ class LlavaJSONFormat(DataFormat):
         if len(problems) > before:
             return None
         messages = [Message(role=role, content=text) for role, text in turns]
-        return Sample(id=sample_id, messages=messages, images=images)
+        return Sample(id=sample_id, messages=messages, images=images, origin=origin)
 
 
 def _image_list(raw: Any, where: str, problems: Problems) -> list[str] | None:

@@ -22,6 +22,7 @@ ProblemKind = Literal[
     "no_answer",
     "image_markers",
     "empty_answer",
+    "duplicate_id",
 ]
 PROBLEM_KINDS: frozenset[str] = frozenset(get_args(ProblemKind))
 # Enough lines to see the pattern of what is wrong without flooding the terminal.
@@ -37,6 +38,8 @@ class SampleProblem:
     where: str
     message: str
     sample_id: str | None
+    # The record's own location ("record [3]") when ``where`` is a longer label.
+    record: str | None = None
 
     def __post_init__(self) -> None:
         # An unknown kind would be left out of the data check's report: fail where it is made.
@@ -78,10 +81,15 @@ class Problems:
     entries: list[SampleProblem] = field(default_factory=list)
     # location label -> sample id, so a collected problem names its sample.
     ids: dict[str, str] = field(default_factory=dict)
+    # location label -> the record's location in the file, so records can be told apart
+    # even when two of them share an id.
+    records: dict[str, str] = field(default_factory=dict)
 
     def add(self, where: str, message: str, kind: ProblemKind = "bad_record") -> None:
         """Record one problem; most are malformed records, the rest say their kind."""
-        self.entries.append(SampleProblem(kind, self.source, where, message, self.ids.get(where)))
+        self.entries.append(SampleProblem(
+            kind, self.source, where, message, self.ids.get(where), self.records.get(where)
+        ))
 
     def __len__(self) -> int:
         return len(self.entries)

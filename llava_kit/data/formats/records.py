@@ -110,6 +110,7 @@ def record_header(record: Any, where: str, problems: Problems) -> tuple[str, str
         return None
     label = f"sample {sample_id!r} ({where})"
     problems.ids[label] = sample_id
+    problems.records[label] = where
     return sample_id, label
 
 
