@@ -99,6 +99,7 @@ def _load_run(run_dir: Path) -> tuple["Recipe", "LlavaModel"]:
 def _load_export(directory: Path) -> tuple["Recipe", "LlavaModel"]:
     """The recipe rebuilds the architecture the way the run did; every weight comes from
     the export."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     from llava_kit.model.build import build_model
@@ -109,8 +110,14 @@ def _load_export(directory: Path) -> tuple["Recipe", "LlavaModel"]:
     use_exported_tokenizer(raw, directory / manifest["tokenizer"])
     recipe = validate_recipe(raw)
     model = build_model(recipe.model)
+    weights = directory / EXPORT_WEIGHTS
     try:
-        load_model(model, directory / EXPORT_WEIGHTS, strict=True)
+        load_model(model, weights, strict=True)
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(
+            f"{weights} cannot be read as safetensors ({exc}): it is missing, cut short or damaged",
+            hint="export the run again (`llava-kit export RUN_DIR --format llava-kit --out NEW`)",
+        ) from exc
     except RuntimeError as exc:
         raise ModelError(
             f"{directory / EXPORT_WEIGHTS} does not fit the model its recipe builds: "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,10 +28,18 @@ def convert_scienceqa(
     use_caption: bool = typer.Option(
         False, "--use-caption", help="Append captions.json's caption to the context."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Write a ScienceQA split as LLaVA conversation JSON (like the reference converter)."""
     # Imported on use: the data modules pull in transformers, which slows every other command.
     from llava_kit.data.formats.scienceqa import export_llava_json
+    from llava_kit.errors import LlavaKitError
+
+    if out.exists() and not (overwrite and out.is_file()):
+        raise LlavaKitError(
+            f"--out {out} already exists",
+            hint="choose another --out, or pass --overwrite to replace that file",
+        )
 
     count = export_llava_json(root, split, prompt_format, out, use_caption=use_caption)
     Console().print(f"wrote {count} samples (split {split}, format {prompt_format}) to {out}")
@@ -89,7 +98,7 @@ def generate_command(
     from llava_kit.datagen.contexts import read_contexts
     from llava_kit.datagen.generate import cache_path, generate_data, rejects_path
     from llava_kit.datagen.prompts import DATA_TYPES
-    from llava_kit.endpoints import ChatClient, EndpointConfig, RequestCache
+    from llava_kit.endpoints import ChatClient, EndpointConfig, EndpointError, RequestCache
     from llava_kit.errors import DataError
 
     if data_type not in DATA_TYPES:
@@ -106,6 +115,14 @@ def generate_command(
         contexts, data_type, client, out, seed=seed,  # type: ignore[arg-type]
         params={"temperature": temperature, "max_tokens": max_tokens},
     )
+    if summary.failed and summary.failed == summary.total - summary.skipped:
+        # Not one reply: the endpoint itself (URL, server, model, key) is what is wrong.
+        raise EndpointError(
+            f"all {summary.failed} request(s) to {client.endpoint} failed; the first: "
+            f"{client.errors[0]}",
+            hint="check --url (the base URL, e.g. http://localhost:8000/v1), that the server is "
+            "running, --model and --key-env; then run the same command again",
+        )
     console = Console()
     table = Table(title=f"generated {data_type} data")
     table.add_column("what")
@@ -116,8 +133,9 @@ def generate_command(
     console.print(f"records: {out}\nrejected replies: {rejects_path(out)}")
     if summary.failed:
         console.print(
-            f"[yellow]{summary.failed} request(s) failed; run the same command again to retry "
-            "them (finished ones are not sent again)[/yellow]"
+            f"[yellow]{summary.failed} request(s) failed (the first: {escape(client.errors[0])});"
+            " run the same command again to retry them (finished ones are not sent again)"
+            "[/yellow]"
         )
         raise typer.Exit(1)
 

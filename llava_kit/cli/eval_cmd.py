@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -214,11 +215,12 @@ def _combine(
     console.print(_combination_table(ours, other, result, problems, split))
     console.print(_combination_summary(result))
     console.print(f"results: {', '.join(str(p) for p in files.values())}")
-    failed = sum(1 for d in result.decisions if d.error)
-    if failed:
+    errors = [d.error for d in result.decisions if d.error]
+    if errors:
         console.print(
-            f"[yellow]{failed} judge request(s) failed and kept our answer; run the same "
-            "command again with --force to retry them (answered ones come from the cache)[/yellow]"
+            f"[yellow]{len(errors)} judge request(s) failed and kept our answer (the first: "
+            f"{escape(errors[0])}); run the same command again with --force to retry them "
+            "(answered ones come from the cache)[/yellow]"
         )
         raise typer.Exit(1)
 

@@ -20,6 +20,7 @@ from llava_kit.datagen.parse import RejectedReply, parse_reply
 from llava_kit.datagen.prompts import FEW_SHOT, SYSTEM_MESSAGES, DataType
 from llava_kit.endpoints.client import ChatClient, ChatRequest, ChatResult, chat_messages
 from llava_kit.errors import DataError
+from llava_kit.json_io import read_text
 
 
 @dataclass
@@ -122,7 +123,8 @@ def read_done_ids(path: Path) -> set[str]:
     """Ids of the complete lines of a JSONL file; a line cut short by a crash is removed."""
     if not path.is_file():
         return set()
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = read_text(path, hint="the file must hold records written by 'llava-kit data generate'"
+                      ).split("\n")
     complete, tail = lines[:-1], lines[-1]
     ids: set[str] = set()
     for number, line in enumerate(complete, start=1):

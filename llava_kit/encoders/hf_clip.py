@@ -18,6 +18,7 @@ from llava_kit.components import Options
 from llava_kit.encoders.base import VisionEncoder
 from llava_kit.encoders.preprocess import AspectRatio, clip_image_processor, prepare_image
 from llava_kit.errors import ModelError
+from llava_kit.pretrained import UNREADABLE_WEIGHTS, weights_error
 
 SelectFeature = Literal["patch", "cls_patch"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -162,6 +163,8 @@ def _load_tower(path: str, dtype: torch.dtype, trust_remote_code: bool) -> CLIPV
         tower, info = CLIPVisionModel.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
         )
+    except UNREADABLE_WEIGHTS as exc:
+        raise weights_error("hf_clip", path, exc) from exc
     # RuntimeError: weights of the wrong shapes (a checkpoint of another architecture).
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(

@@ -29,6 +29,7 @@ from llava_kit.encoders.hf_clip import (
 )
 from llava_kit.encoders.preprocess import prepare_image
 from llava_kit.errors import ModelError
+from llava_kit.pretrained import UNREADABLE_WEIGHTS, weights_error
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -151,6 +152,9 @@ def _create_visual(options: OpenCLIPOptions) -> tuple[VisionTransformer, ImageTr
                 force_patch_dropout=0.0,
                 **overrides,
             )
+        except UNREADABLE_WEIGHTS as exc:
+            raise weights_error("open_clip option 'pretrained'", str(options.pretrained), exc) \
+                from exc
         except (RuntimeError, OSError, ValueError) as exc:
             raise ModelError(
                 f"open_clip: cannot create {options.model_name!r} "

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from llava_kit.errors import DataError
+from llava_kit.json_io import parse_json, read_text
+
+_HINT = "the file is written by llava-kit; delete it to send the requests afresh"
 
 
 def request_key(
@@ -58,20 +61,17 @@ class RequestCache:
         if not self.path.is_file():
             return {}
         entries: dict[str, str] = {}
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        lines = read_text(self.path, hint=_HINT).split("\n")
         # The text after the last newline is a line the interruption cut short (or empty).
         complete, tail = lines[:-1], lines[-1]
         for number, line in enumerate(complete, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                entries[str(record["key"])] = str(record["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(
-                    f"{self.path}:{number}: not a request-cache record ({exc})",
-                    hint="the file is written by llava-kit; delete it to start the requests afresh",
-                ) from exc
+            record = parse_json(line, f"{self.path}:{number}", hint=_HINT, column_only=True)
+            if not isinstance(record, dict) or "key" not in record or "text" not in record:
+                raise DataError(f"{self.path}:{number}: not a request-cache record "
+                                "({\"key\": ..., \"text\": ...})", hint=_HINT)
+            entries[str(record["key"])] = str(record["text"])
         if tail.strip():
             # Drop the partial line so the next append starts on a line of its own.
             self.path.write_text("".join(line + "\n" for line in complete), encoding="utf-8")

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -85,9 +86,18 @@ class ChatClient:
     cache: RequestCache | None = None
     # Injected in tests to skip real waiting; the delays are still computed.
     sleep: Callable[[float], None] = time.sleep
+    # Why requests failed for good, in the order they did: a job that keeps going past a
+    # failure can still say why (appending to a list is atomic across threads).
+    errors: list[str] = field(init=False, default_factory=list)
     _key: str | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.config.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise EndpointError(
+                f"endpoint URL {self.config.url!r} is not an http(s) URL",
+                hint="give the base URL with its scheme, e.g. http://localhost:8000/v1",
+            )
         env = self.config.key_env
         if env is not None:
             key = os.environ.get(env)
@@ -113,6 +123,8 @@ class ChatClient:
             if cached is not None:
                 return ChatResult(request.id, text=cached, cached=True)
         result = self._send_with_retries(request)
+        if result.error is not None:
+            self.errors.append(result.error)
         if result.text is not None and self.cache is not None:
             self.cache.put(key, result.text)
         return result
@@ -184,10 +196,12 @@ class ChatClient:
                 raise _Retryable(message, _seconds(exc.headers.get("Retry-After"))) from None
             raise EndpointError(message) from None
         except (socket.timeout, TimeoutError) as exc:
-            raise _Retryable(f"timed out after {self.config.timeout_s} s") from exc
+            raise _Retryable(f"{self.endpoint} timed out after {self.config.timeout_s} s") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-                raise _Retryable(f"timed out after {self.config.timeout_s} s") from None
+                raise _Retryable(
+                    f"{self.endpoint} timed out after {self.config.timeout_s} s"
+                ) from None
             raise _Retryable(f"cannot reach {self.endpoint}: {exc.reason}") from None
         except (ConnectionError, http.client.HTTPException) as exc:
             raise _Retryable(f"connection to {self.endpoint} failed: {exc}") from None
@@ -201,10 +215,11 @@ class ChatClient:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
             excerpt = self._redact(raw[:_BODY_EXCERPT].decode("utf-8", "replace"))
             raise _Retryable(
-                f"malformed reply (no choices[0].message.content): {excerpt}"
+                f"malformed reply from {self.endpoint} (no choices[0].message.content): {excerpt}"
             ) from None
         if not isinstance(content, str):
-            raise _Retryable("malformed reply: message content is not a string")
+            raise _Retryable(f"malformed reply from {self.endpoint}: message content is not a "
+                             "string")
         return content
 
     def _redact(self, text: str) -> str:

@@ -14,7 +14,6 @@ optionally ``outputs`` {pid: text} (what the judge is shown).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from llava_kit.data.scienceqa_prompts import OPTION_LETTERS, context_text
 from llava_kit.endpoints.client import ChatClient, ChatRequest, chat_messages
 from llava_kit.errors import DataError
 from llava_kit.evaluators.scienceqa_scoring import ScoredResult, score_indices
+from llava_kit.json_io import read_json
 
 CombineMode = Literal["complement", "judge"]
 COMBINE_MODES: tuple[CombineMode, ...] = ("complement", "judge")
@@ -74,12 +74,7 @@ def read_other(path: Path) -> OtherResults:
     )
     if not Path(path).is_file():
         raise DataError(f"--combine file not found: {path}")
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}", hint=layout
-        ) from exc
+    data = read_json(Path(path), hint=layout)
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise DataError(f"{path}: no 'results' object", hint=layout)
     results: dict[str, int] = {}

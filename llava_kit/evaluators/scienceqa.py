@@ -38,6 +38,7 @@ from llava_kit.evaluators.scienceqa_scoring import (
     format_score,
     score_predictions,
 )
+from llava_kit.json_io import parse_json, read_text
 
 _PAPER_ROW = "LLaVA"
 _MAX_LISTED = 5
@@ -287,27 +288,24 @@ def read_predictions(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"prediction file not found: {path}")
     texts: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            pid, text = _prediction_record(path, number, line)
-            if pid in texts:
-                raise DataError(
-                    f"{path}:{number}: id {pid!r} appears a second time",
-                    hint="keep one prediction per problem",
-                )
-            texts[pid] = text
+    # Split on newlines only: JSON text may hold other line separators (U+2028) unescaped.
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        pid, text = _prediction_record(path, number, line)
+        if pid in texts:
+            raise DataError(
+                f"{path}:{number}: id {pid!r} appears a second time",
+                hint="keep one prediction per problem",
+            )
+        texts[pid] = text
     return texts
 
 
 def _prediction_record(path: Path, number: int, line: str) -> tuple[str, str]:
     where = f"{path}:{number}"
     layout = 'each line must be a JSON object like {"question_id": "5", "text": "The answer is A."}'
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON: {exc.msg}", hint=layout) from exc
+    record = parse_json(line, where, hint=layout, column_only=True)
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object", hint=layout)
     pid = record.get("question_id", record.get("pid"))

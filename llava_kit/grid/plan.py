@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llava_kit.errors import DataError
 from llava_kit.grid.keys import cell_key, package_versions, stage_keys
 from llava_kit.grid.spec import Cell, Grid
 from llava_kit.grid.store import StageStore
+from llava_kit.json_io import read_json
 
 CELLS_DIR = "cells"
 STORE_DIR = "store"
@@ -51,13 +53,16 @@ def cell_dir(grid_dir: Path, name: str) -> Path:
 
 
 def read_cell_record(grid_dir: Path, name: str) -> dict[str, Any] | None:
+    """The cell's outcome, or None before its first run. A damaged record is an error, not
+    "never run": running the cell again would replace the cell's folder."""
     path = cell_dir(grid_dir, name) / CELL_FILE
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+    hint = f"delete {path} (or its cell folder) to run the cell again"
+    record = read_json(path, hint=hint)
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: not a cell record (a JSON object)", hint=hint)
+    return record
 
 
 def plan_grid(grid: Grid, grid_dir: Path, cells: list[Cell]) -> list[CellPlan]:

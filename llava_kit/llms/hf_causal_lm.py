@@ -21,6 +21,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from llava_kit.components import Options
 from llava_kit.errors import ModelError
 from llava_kit.llms.base import LanguageModel, LoadedLLM
+from llava_kit.pretrained import UNREADABLE_WEIGHTS, weights_error
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -151,7 +152,10 @@ class HFCausalLM(LanguageModel):
             return AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise _load_error("path", source, "model", exc) from exc
-        except (ImportError, ValueError) as exc:
+        except UNREADABLE_WEIGHTS as exc:
+            raise weights_error("llm option 'path'", source, exc) from exc
+        # RuntimeError: weights of other shapes (another architecture's checkpoint).
+        except (ImportError, ValueError, RuntimeError) as exc:
             raise _build_error(options, source, exc) from exc
 
     def _load_tokenizer(self) -> PreTrainedTokenizerBase:

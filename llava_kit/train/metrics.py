@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llava_kit.errors import LlavaKitError
+from llava_kit.json_io import read_text
 
 logger = logging.getLogger("llava_kit")
 
@@ -67,7 +68,8 @@ def _plain(value: Any) -> Any:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records in file order. A torn last line (the run was killed mid-write) is skipped."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, hint="the metrics file was edited or damaged; restore or delete it"
+                      ).splitlines()
     records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

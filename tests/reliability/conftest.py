@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from llava_kit.demo.synth_scienceqa import synth_scienceqa
+from llava_kit.digests import file_sha256
 
 _TRAIN_CONFTEST = Path(__file__).parents[1] / "train" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("_train_conftest", _TRAIN_CONFTEST)
@@ -98,11 +99,10 @@ def save_recipe(path: Path, recipe: dict[str, Any]) -> Path:
     return path
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file and folder under ``folder`` with its size and modification time."""
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes, and every folder."""
     return {
-        str(path.relative_to(folder)): (path.stat().st_size if path.is_file() else -1,
-                                        path.stat().st_mtime_ns)
+        str(path.relative_to(folder)): file_sha256(path) if path.is_file() else "folder"
         for path in sorted(folder.rglob("*"))
     }
 
@@ -111,7 +111,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 # costs more than most cases): each case gets its own argv, working directory, exit code
 # and captured stdout/stderr, exactly as `llava-kit ARGS` would produce them.
 _DRIVER = """
-import contextlib, io, json, os, sys, traceback
+import contextlib, io, json, os, sys, time, traceback
 from llava_kit.cli.app import main
 spec, target = sys.argv[1:3]
 cases = json.load(open(spec))
@@ -120,7 +120,7 @@ for name, argv, cwd in cases:
     out, err = io.StringIO(), io.StringIO()
     os.chdir(cwd)
     sys.argv = ["llava-kit", *argv]
-    code = 0
+    code, started = 0, time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main()
@@ -129,22 +129,36 @@ for name, argv, cwd in cases:
         except BaseException:
             traceback.print_exc()  # what the interpreter would print for an uncaught error
             code = 1
-    results[name] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    results[name] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                     "seconds": time.perf_counter() - started}
 with open(target, "w") as handle:
     json.dump(results, handle)
 """
 
 
-def run_cli_cases(cases: list[tuple[str, list[str], Path]], work: Path) -> dict[str, dict[str, Any]]:
-    """name -> {code, stdout, stderr} for each (name, argv, cwd) run through the CLI's main()."""
-    spec, results = work / "cases.json", work / "results.json"
-    spec.write_text(json.dumps([(name, argv, str(cwd)) for name, argv, cwd in cases]))
-    done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, str(spec), str(results)], env=child_env(),
-        capture_output=True, text=True, timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(results.read_text())
+def run_cli_cases(
+    cases: list[tuple[str, list[str], Path]], work: Path, workers: int = 2
+) -> dict[str, dict[str, Any]]:
+    """name -> {code, stdout, stderr, seconds} for each (name, argv, cwd) run through the
+    CLI's main(), the cases dealt round-robin to ``workers`` child processes side by side."""
+    shares = [cases[index::workers] for index in range(workers)]
+    running = []
+    for index, share in enumerate(share for share in shares if share):
+        spec, results = work / f"cases-{index}.json", work / f"results-{index}.json"
+        log = work / f"driver-{index}.log"
+        spec.write_text(json.dumps([(name, argv, str(cwd)) for name, argv, cwd in share]))
+        with open(log, "w") as handle:  # a file, not a pipe: a full pipe would stall the child
+            child = subprocess.Popen(
+                [sys.executable, "-c", _DRIVER, str(spec), str(results)], env=child_env(),
+                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            )
+        running.append((child, results, log))
+    merged: dict[str, dict[str, Any]] = {}
+    for child, results, log in running:
+        child.wait(timeout=900)
+        assert child.returncode == 0, log.read_text()[-4000:]
+        merged.update(json.loads(results.read_text()))
+    return merged
 
 
 @pytest.fixture(scope="session")
