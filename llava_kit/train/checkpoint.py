@@ -333,11 +333,12 @@ def read_connector_meta(path: Path) -> dict[str, Any] | None:
     return json.loads(raw) if raw is not None else None
 
 
-def load_connector_strict(
-    module: torch.nn.Module, path: Path, *, recipe_fields: dict[str, str]
-) -> None:
-    """Loads connector weights; any missing, unexpected or differently shaped tensor is a
-    ModelError that shows the saved meta next to the recipe fields deciding the shapes."""
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+
+
+def check_connector_file(path: Path) -> None:
+    """A connector file a stage may start from: present, readable safetensors whose tensors
+    are all floating point. Reads only the header, so runs check it before any work."""
     if not path.is_file():
         raise ModelError(
             f"connector weights not found: {path}",
@@ -345,16 +346,17 @@ def load_connector_strict(
             "connector weights file",
         )
     try:
-        saved = load_file(path, device="cpu")
-        meta = read_connector_meta(path)
-    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            dtypes = {name: handle.get_slice(name).get_dtype() for name in handle.keys()}
+            metadata = handle.metadata() or {}
+        json.loads(metadata.get(CONNECTOR_META_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(
             f"connector weights {path} cannot be read: {exc}",
             hint="the file is damaged or not a safetensors file; "
             "train the stage that writes it again",
         ) from exc
-    not_float = [f"{name} ({tensor.dtype})" for name, tensor in saved.items()
-                 if not tensor.is_floating_point()]
+    not_float = [f"{name} ({dtype})" for name, dtype in dtypes.items() if dtype not in _FLOAT_DTYPES]
     if not_float:
         # Casting quantized or integer tensors to floats would train from garbage values.
         raise ModelError(
@@ -362,6 +364,16 @@ def load_connector_strict(
             hint="give a connector file saved by llava-kit (or any float16/bfloat16/float32 "
             "safetensors with the connector's keys); quantized connectors cannot be trained on",
         )
+
+
+def load_connector_strict(
+    module: torch.nn.Module, path: Path, *, recipe_fields: dict[str, str]
+) -> None:
+    """Loads connector weights; any missing, unexpected or differently shaped tensor is a
+    ModelError that shows the saved meta next to the recipe fields deciding the shapes."""
+    check_connector_file(path)
+    saved = load_file(path, device="cpu")
+    meta = read_connector_meta(path)
     expected = module.state_dict()
     problems = _key_problems(saved, expected)
     if problems:

@@ -23,6 +23,7 @@ from llava_kit.model.build import build_model
 from llava_kit.model.vlm import LlavaModel
 from llava_kit.recipes.changes import check_resume_recipe
 from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED
+from llava_kit.train.checkpoint import check_connector_file
 from llava_kit.train.context import RunContext
 from llava_kit.train.distributed import barrier, init_distributed
 from llava_kit.train.hooks import StageHook
@@ -72,6 +73,9 @@ def training_run(
         )
     device = resolve_device(runtime.device, dist.local_rank)
     checked = preflight(recipe)
+    for stage in recipe.enabled_stages.values():  # a user's file to start from, header only
+        if stage.init_connector_from is not None:
+            check_connector_file(Path(stage.init_connector_from))
     skip = runtime.on_bad_sample == "skip"
     seed_everything(runtime.seed)
     model = build_model(recipe.model).to(device)

@@ -94,6 +94,15 @@ def _records(case: Path) -> list[dict[str, Any]]:
     return json.loads((case / "data.json").read_text())
 
 
+def _int8_connector(recipe: Recipe, case: Path, sqa: Path) -> None:
+    """A quantized connector file given to init_connector_from: never cast and trained."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"proj.0.weight": torch.ones(4, 4, dtype=torch.int8)}, str(case / "int8.safetensors"))
+    recipe["stages"]["pretrain"]["init_connector_from"] = str(case / "int8.safetensors")
+
+
 def _edit_records(edit: Callable[[list[dict[str, Any]]], None]) -> Edit:
     def setup(recipe: Recipe, case: Path, sqa: Path) -> None:
         records = _records(case)
@@ -540,6 +549,8 @@ CASES = [
     Case("batch_not_divisible", run(_set("stages.pretrain.batch.micro_size", 3)),
          ("global_size", "micro_size")),
     Case("trainable_typo", run(_set("stages.pretrain.trainable", ["conector"])), ("conector",)),
+    Case("int8_connector_to_start_from", run(_int8_connector),
+         ("int8.safetensors", "not floating point", "proj.0.weight (I8)")),
     Case("negative_lr", run(_set("stages.pretrain.optimizer.lr", -1.0)), ("lr",)),
     Case("unknown_deepspeed_preset", run(_set("runtime.deepspeed", "zero4")),
          ("deepspeed", "zero4")),

@@ -479,6 +479,6 @@ def test_an_integer_connector_file_is_refused_not_cast(tmp_path: Path) -> None:
     path = tmp_path / "int8.safetensors"
     save_file({k: v.to(torch.int8) for k, v in target.state_dict().items()}, str(path))
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    with pytest.raises(ModelError, match="are not floating point: .*torch.int8"):
+    with pytest.raises(ModelError, match=r"are not floating point: .*\(I8\)"):
         load_connector_strict(target, path, recipe_fields=RECIPE_FIELDS)
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
