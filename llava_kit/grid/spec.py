@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llava_kit.errors import RecipeError
+from llava_kit.grid.resources import Resources, parse_resources
 from llava_kit.recipes import Recipe, apply_overrides, resolve_raw, validate_recipe
 from llava_kit.recipes.loader import display_path
 from llava_kit.recipes.problems import show_value
@@ -25,7 +26,7 @@ from llava_kit.recipes.sources import Sources
 from llava_kit.recipes.yaml_io import read_mapping
 
 BASELINE = "baseline"
-GRID_KEYS = ("extends", "name", "description", "common", "variants", "axes")
+GRID_KEYS = ("extends", "name", "description", "common", "variants", "axes", "resources")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -46,6 +47,7 @@ class Grid:
     base: Path
     description: str | None
     cells: list[Cell] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)  # what each cell runs on
 
     @property
     def baseline(self) -> str:
@@ -96,7 +98,8 @@ def load_grid(path: Path | str) -> Grid:
             f"{label}: name: must name the grid's directory (letters, digits, '_', '.', '-'), "
             f"got {show_value(name)}"
         )
-    grid = Grid(name, path, base, data.get("description"))
+    grid = Grid(name, path, base, data.get("description"),
+                resources=parse_resources(data.get("resources"), label))
     common = data.get("common") or {}
     if not isinstance(common, dict):
         raise RecipeError(

@@ -1,8 +1,10 @@
 """One grid cell: materialise stored stages, run the recipe (training the rest), record the outcome.
 
 Runs in the grid's process (``--parallel 1``) or as ``python -m llava_kit.grid.worker GRID
-GRID_DIR CELL`` (one subprocess per cell). The outcome goes to ``cells/<cell>/cell.json``;
-publishing the newly trained stages to the store is the executor's job.
+GRID_DIR CELL`` (one subprocess per cell, or under torchrun one per rank of a
+multi-process cell). Rank 0 prepares the cell's folder and alone writes the outcome to
+``cells/<cell>/cell.json``; publishing the newly trained stages to the store is the
+executor's job.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from llava_kit.errors import LlavaKitError
 from llava_kit.grid.plan import CELL_FILE, STORE_DIR, cell_dir
 from llava_kit.grid.spec import Cell
 from llava_kit.grid.store import StageStore
+from llava_kit.train.distributed import broadcast_object, init_distributed
 from llava_kit.train.run_dir import RunDir, write_resolved_recipe
 
 log = logging.getLogger("llava_kit")
 
 
 def run_cell(cell: Cell, keys: dict[str, str], cell_key: str, grid_dir: Path) -> dict[str, Any]:
-    """Run one cell into a fresh ``cells/<name>``; returns (and writes) its record."""
+    """Run one cell into a fresh ``cells/<name>``; returns (and, on rank 0, writes) its record."""
+    context = init_distributed()
+    is_main = context.is_main
+    if context.is_distributed:
+        log.info("cell %s: rank %d of %d", cell.name, context.rank, context.world_size)
     run_dir = cell_dir(grid_dir, cell.name)
     started = time.perf_counter()
     record: dict[str, Any] = {
@@ -36,8 +43,8 @@ def run_cell(cell: Cell, keys: dict[str, str], cell_key: str, grid_dir: Path) ->
     }
     reused: set[str] = set()
     try:
-        store = StageStore(grid_dir / STORE_DIR)
-        metrics = _train_and_evaluate(cell, keys, run_dir, store, reused)
+        reused = _prepare(cell, keys, run_dir, StageStore(grid_dir / STORE_DIR), is_main)
+        metrics = _train_and_evaluate(cell, run_dir)
         record.update(status="ok", metrics=metrics)
     except LlavaKitError as exc:
         record["error"] = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
@@ -46,33 +53,71 @@ def run_cell(cell: Cell, keys: dict[str, str], cell_key: str, grid_dir: Path) ->
         log.error("cell %s failed:\n%s", cell.name, traceback.format_exc())
     record["stages"] = _stage_outcomes(cell, run_dir, reused)
     record["seconds"] = time.perf_counter() - started
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CELL_FILE, json.dumps(record, indent=2) + "\n")
+    if is_main:
+        write_record(grid_dir, record)
     return record
 
 
-def _train_and_evaluate(
-    cell: Cell, keys: dict[str, str], run_dir: Path, store: StageStore, reused: set[str]
-) -> dict[str, dict[str, float]]:
-    """Train what the store lacks (``reused`` collects the stages taken from it), evaluate."""
-    from llava_kit.demo.prepare import ensure_demo_data
-    from llava_kit.pipeline import run_recipe
+def write_record(grid_dir: Path, record: dict[str, Any]) -> None:
+    run_dir = cell_dir(grid_dir, record["cell"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CELL_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def publish_stages(grid_dir: Path, cell: str, keys: dict[str, str]) -> list[str]:
+    """Copy the cell's newly finished stages into the store; the names of those copied."""
+    store = StageStore(grid_dir / STORE_DIR)
+    run_dir = cell_dir(grid_dir, cell)
+    return [stage for stage, key in keys.items()
+            if RunDir(run_dir).stage(stage).is_reusable()
+            and store.publish(key, run_dir, stage, cell)]
+
+
+def _prepare(
+    cell: Cell, keys: dict[str, str], run_dir: Path, store: StageStore, is_main: bool
+) -> set[str]:
+    """On rank 0, a fresh ``run_dir`` holding the stored stages; every rank gets their names.
+
+    Resuming is how a run skips finished stages: the stored ones are put in place first,
+    under the recipe a resume checks against. A failure here reaches every rank, so none
+    waits for a rank 0 that has given up.
+    """
+    outcome: set[str] | str = set()
+    if is_main:
+        try:
+            outcome = _materialise(cell, keys, run_dir, store)
+        except Exception as exc:  # noqa: BLE001 - passed on to every rank below
+            outcome = exc.message if isinstance(exc, LlavaKitError) else f"{type(exc).__name__}: {exc}"
+    outcome = broadcast_object(outcome)
+    if isinstance(outcome, str):
+        raise LlavaKitError(f"preparing cell {cell.name}: {outcome}")
+    return outcome
+
+
+def _materialise(cell: Cell, keys: dict[str, str], run_dir: Path, store: StageStore) -> set[str]:
     from llava_kit.recipes import recipe_to_yaml
 
-    recipe = cell.recipe
     if run_dir.exists():  # an earlier, different or failed, run of this cell
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    recipe_yaml = recipe_to_yaml(recipe)
-    # Resuming is how a run skips finished stages: the stored ones are put in place first,
-    # under the recipe a resume checks against.
-    write_resolved_recipe(run_dir, recipe_yaml)
+    write_resolved_recipe(run_dir, recipe_to_yaml(cell.recipe))
+    reused = set()
     for stage, key in keys.items():
         if store.take(key):
             store.materialise(key, run_dir, stage)
             reused.add(stage)
-    ensure_demo_data(recipe)
-    return run_recipe(recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True).metrics
+    return reused
+
+
+def _train_and_evaluate(cell: Cell, run_dir: Path) -> dict[str, dict[str, float]]:
+    """Train the stages not put in place from the store, evaluate (rank 0's metrics)."""
+    from llava_kit.demo.prepare import ensure_demo_data
+    from llava_kit.pipeline import run_recipe
+    from llava_kit.recipes import recipe_to_yaml
+
+    ensure_demo_data(cell.recipe)
+    recipe_yaml = recipe_to_yaml(cell.recipe)
+    return run_recipe(cell.recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True).metrics
 
 
 def _stage_outcomes(cell: Cell, run_dir: Path, reused: set[str]) -> dict[str, str]:
@@ -87,18 +132,31 @@ def _stage_outcomes(cell: Cell, run_dir: Path, reused: set[str]) -> dict[str, st
     return outcomes
 
 
-def main(argv: list[str]) -> int:
-    """Subprocess entry: GRID_FILE GRID_DIR CELL."""
+def run_named_cell(grid_file: Path, grid_dir: Path, name: str, *, publish: bool = False) -> dict[str, Any]:
+    """Run the grid file's cell ``name``; with ``publish`` (a job no executor waits for),
+    rank 0 also puts its newly finished stages into the store."""
     from llava_kit.grid.keys import cell_key, stage_keys
     from llava_kit.grid.spec import load_grid
+
+    cell = load_grid(grid_file).select([name])[0]
+    record = run_cell(cell, stage_keys(cell.recipe), cell_key(cell.recipe), grid_dir)
+    if publish and init_distributed().is_main:
+        record["published"] = publish_stages(grid_dir, name, record["keys"])
+        write_record(grid_dir, record)
+    return record
+
+
+def main(argv: list[str]) -> int:
+    """Subprocess entry: GRID_FILE GRID_DIR CELL."""
     from llava_kit.train.distributed import shutdown_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     grid_file, grid_dir, name = argv
-    cell = load_grid(Path(grid_file)).select([name])[0]
-    record = run_cell(cell, stage_keys(cell.recipe), cell_key(cell.recipe), Path(grid_dir))
+    record = run_named_cell(Path(grid_file), Path(grid_dir), name)
+    if record["status"] != "ok":
+        return 1  # the launcher ends the other ranks
     shutdown_distributed()
-    return 0 if record["status"] == "ok" else 1
+    return 0
 
 
 if __name__ == "__main__":

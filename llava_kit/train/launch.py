@@ -1,4 +1,4 @@
-"""Re-run ``llava-kit run ...`` as several processes under a standard launcher.
+"""Re-run ``llava-kit run ...`` (or a grid cell) as several processes under a standard launcher.
 
 One node: torch's own launcher (``torch.distributed.run``, i.e. torchrun). Several nodes
 (a DeepSpeed hostfile): DeepSpeed's launcher, which starts the processes on every host
@@ -31,8 +31,7 @@ def launch_command(argv: list[str], nproc: int, hostfile: Path | None, master_po
         raise LlavaKitError(f"--nproc must be at least 1, got {nproc}")
     forwarded = strip_launcher_options(argv)
     if hostfile is None:
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                *_rendezvous(master_port), "-m", CLI_MODULE, *forwarded]
+        return torchrun_command(CLI_MODULE, forwarded, nproc, master_port)
     if not hostfile.is_file():
         raise LlavaKitError(
             f"--hostfile: {hostfile} does not exist",
@@ -44,6 +43,12 @@ def launch_command(argv: list[str], nproc: int, hostfile: Path | None, master_po
     if nproc > 1:
         command += ["--num_gpus", str(nproc)]
     return [*command, "--module", CLI_MODULE, *forwarded]
+
+
+def torchrun_command(module: str, args: list[str], nproc: int, master_port: int | None) -> list[str]:
+    """``python -m module args...`` in ``nproc`` processes on this node, under torchrun."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            *_rendezvous(master_port), "-m", module, *args]
 
 
 def strip_launcher_options(argv: list[str]) -> list[str]:

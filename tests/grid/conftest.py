@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -12,14 +13,32 @@ import yaml
 from llava_kit.demo.synth_scienceqa import synth_scienceqa
 
 
-def _train_tiny_recipe(data: Path) -> dict:
+def _load(path: Path, name: str) -> Any:
     # Loaded by path: tests is not a package.
-    path = Path(__file__).parents[1] / "train" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_train_conftest_for_grid", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
-    return module.tiny_recipe(data)
+    return module
+
+
+def _train_tiny_recipe(data: Path) -> dict:
+    path = Path(__file__).parents[1] / "train" / "conftest.py"
+    return _load(path, "_train_conftest_for_grid").tiny_recipe(data)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A one-node SLURM cluster (slurm_cluster.py); skipped, saying why, without root or
+    the packages."""
+    module = _load(Path(__file__).with_name("slurm_cluster.py"), "_grid_slurm_cluster")
+    try:
+        cluster = module.start_cluster(tmp_path_factory.mktemp("slurm"))
+    except module.ClusterUnavailable as exc:
+        pytest.skip(f"no SLURM cluster on this machine: {exc}")
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")
