@@ -29,6 +29,7 @@ from llava_kit.encoders.hf_clip import HFCLIPEncoder
 from llava_kit.errors import ModelError
 from llava_kit.export.chat_template import matching_chat_template
 from llava_kit.model.build import build_template
+from llava_kit.tensor_files import writing
 
 if TYPE_CHECKING:
     from llava_kit.model.vlm import LlavaModel
@@ -78,7 +79,8 @@ def export_hf_llava(model: "LlavaModel", recipe: "Recipe", out: Path) -> list[st
     tokenizer, image_id = tokenizer_with_image_token(model.tokenizer)
     hf = _build_hf_model(model, image_id, len(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out)
+    with writing(out):
+        hf.save_pretrained(out)
     spec = recipe.answer_template
     chat_template = matching_chat_template(
         build_template(spec), recipe.model.image_position, model.tokenizer, tokenizer, image_id

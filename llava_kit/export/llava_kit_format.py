@@ -12,6 +12,7 @@ from llava_kit.loading import (
     EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, EXPORT_RECIPE, EXPORT_TOKENIZER, EXPORT_WEIGHTS,
 )
 from llava_kit.atomic_files import atomic_write_text
+from llava_kit.tensor_files import writing
 
 if TYPE_CHECKING:
     from llava_kit.model.vlm import LlavaModel
@@ -28,7 +29,8 @@ def export_llava_kit(model: "LlavaModel", recipe_yaml: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / EXPORT_RECIPE, recipe_yaml)
     # save_model keeps one copy of tied tensors (e.g. tied input/output embeddings).
-    save_model(model, str(out / EXPORT_WEIGHTS))
+    with writing(out / EXPORT_WEIGHTS):
+        save_model(model, str(out / EXPORT_WEIGHTS))
     model.tokenizer.save_pretrained(out / EXPORT_TOKENIZER)
     processor = getattr(model.encoder, "processor", None)
     if processor is not None and hasattr(processor, "save_pretrained"):

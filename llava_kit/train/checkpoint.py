@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from llava_kit.digests import file_sha256
 from llava_kit.errors import LlavaKitError, ModelError
 from llava_kit.json_io import read_json
+from llava_kit.tensor_files import writing
 from llava_kit.atomic_files import LEFTOVER_DIRECTORY, atomic_directory, atomic_output
 
 try:
@@ -139,7 +140,8 @@ def save_checkpoint(
     to ``directory``, already written, whose checksums it records too.
     """
     with atomic_directory(directory) as temp:
-        save_file(storable_tensors(weights), temp / WEIGHTS_FILE, metadata={"format": "pt"})
+        with writing(directory / WEIGHTS_FILE):
+            save_file(storable_tensors(weights), temp / WEIGHTS_FILE, metadata={"format": "pt"})
         if optimizer is not None:
             torch.save(optimizer, temp / OPTIMIZER_FILE)
         (temp / TRAINER_STATE_FILE).write_text(
@@ -318,7 +320,7 @@ def load_checkpoint(path: Path, *, verified: bool = False) -> LoadedCheckpoint:
 # ------------------------------------------------------------------------ connector files
 def save_connector(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Connector weights plus what built them (name, options, widths) as JSON metadata."""
-    with atomic_output(path) as temp:
+    with atomic_output(path) as temp, writing(path):
         save_file(
             storable_tensors(state),
             temp,
