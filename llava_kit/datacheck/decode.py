@@ -12,20 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress
 
 from llava_kit.data.images import decode_image
 from llava_kit.errors import DataError
+from llava_kit.progress_bars import counting_bar
 
 # Enough threads to keep a few disks and cores busy without starving the rest of the node.
 MAX_THREADS = 8
@@ -60,19 +51,7 @@ def _threads() -> int:
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None and task.elapsed:  # too few updates for rich's own estimate
-            speed = task.completed / task.elapsed
-        return Text("-- images/s" if not speed else f"{speed:.0f} images/s")
-
-
 def _progress_bar() -> Progress:
     # Every process of a launched run checks the data; one bar is enough.
     shown = os.environ.get("RANK", "0") == "0"
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not shown,
-    )
+    return counting_bar("images", enabled=shown, console=Console(stderr=True))

@@ -15,22 +15,13 @@ from typing import TYPE_CHECKING, Iterator, Literal, NamedTuple, Sequence, get_a
 
 import torch
 from PIL import Image
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress
 
 from llava_kit.constants import IMAGE_TOKEN_ID
 from llava_kit.data.collate import Collator, Example
 from llava_kit.data.images import load_image
 from llava_kit.errors import DataError, ModelError
+from llava_kit.progress_bars import counting_bar
 from llava_kit.templates.base import ChatTemplate, Message
 from llava_kit.templates.tokenize import tokenize_prompt
 
@@ -200,22 +191,5 @@ def _pixels(
     return model.encoder.preprocess(image)
 
 
-class _RateColumn(ProgressColumn):
-    """Prompts answered per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- prompts/s" if speed is None else f"{speed:.2f} prompts/s")
-
-
 def _progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
+    return counting_bar("prompts", enabled=enabled)
