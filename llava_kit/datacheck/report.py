@@ -71,10 +71,6 @@ class CheckReport:
         """Errors no policy can skip: a whole data set is unusable, or a record has no id."""
         return [p for p in self.errors if p.sample_id is None]
 
-    def bad_ids(self, where: str) -> set[str]:
-        """Ids of the samples of ``where`` that have at least one error."""
-        return {p.sample_id for p in self.errors if p.where == where and p.sample_id is not None}
-
     def bad_samples(self, where: str) -> int:
         """How many samples of ``where`` have at least one error (counted by record)."""
         return len({

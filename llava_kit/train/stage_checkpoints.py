@@ -18,8 +18,8 @@ from llava_kit.train.checkpoint import (
 from llava_kit.train.context import RunContext
 from llava_kit.train.distributed import barrier, gather_to_main
 from llava_kit.train.freeze import PARTS
-from llava_kit.train.lora import apply_lora
 from llava_kit.train.stage_weights import load_stage_weights
+from llava_kit.train.trained_model import apply_finished_stage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,10 +95,7 @@ class StageCheckpoints:
 
     def load_final(self) -> None:
         """Apply the finished stage's weights (LoRA adapters first, if it trained them)."""
-        final = self.dir.final
-        if self.stage.lora is not None:
-            apply_lora(self.model, self.stage.lora)
-        load_stage_weights(self.model, load_checkpoint(final).weights, final)
+        apply_finished_stage(self.model, self.stage, self.dir.final)
 
     def _trainable_weights(self, backend: Backend) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.model.named_parameters() if p.requires_grad}

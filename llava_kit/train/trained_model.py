@@ -13,7 +13,7 @@ from llava_kit.train.run_dir import RunDir
 from llava_kit.train.stage_weights import load_stage_weights
 
 if TYPE_CHECKING:
-    from llava_kit.recipes.schema import Recipe
+    from llava_kit.recipes.schema import Recipe, StageSpec
 
 
 def load_trained_model(recipe: "Recipe", run_dir: Path) -> LlavaModel:
@@ -27,8 +27,13 @@ def load_trained_model(recipe: "Recipe", run_dir: Path) -> LlavaModel:
         stage_dir = RunDir(run_dir).stage(name)
         if not stage_dir.is_finished():
             break
-        final = stage_dir.final
-        if stage.lora is not None:
-            apply_lora(model, stage.lora)
-        load_stage_weights(model, load_checkpoint(final).weights, final)
+        apply_finished_stage(model, stage, stage_dir.final)
     return model.eval()
+
+
+def apply_finished_stage(model: LlavaModel, stage: "StageSpec", final: Path) -> None:
+    """A finished stage's weights on ``model``: its LoRA adapters first, if it trained them,
+    then its verified final checkpoint."""
+    if stage.lora is not None:
+        apply_lora(model, stage.lora)
+    load_stage_weights(model, load_checkpoint(final).weights, final)

@@ -112,7 +112,9 @@ def test_data_check_reports_its_problems_kinds_and_unknown_fields_by_sample(
     assert messages["unknown_field"] == "line 7: unknown field(s) 'source'"
     assert messages["bad_record"].startswith("line 8: missing 'id'")
     assert messages["missing_image"].startswith("image 'missing.png' not found under")
-    assert report.bad_ids("stages.pretrain") == {"q1", "q2", "q3", "q4", "q5"}
+    assert {p.sample_id for p in report.errors
+            if p.where == "stages.pretrain" and p.sample_id is not None} == {
+        "q1", "q2", "q3", "q4", "q5"}
     assert report.samples["stages.pretrain"] == 7  # the record without an id is not a sample
     rendered = report.render()
     assert rendered.startswith("data check: 6 error(s), 1 warning(s); 5 bad sample(s) of 7")
