@@ -24,6 +24,14 @@ def run(
     hostfile: Optional[Path] = typer.Option(None, "--hostfile", help="DeepSpeed hostfile for several nodes."),
     master_port: Optional[int] = typer.Option(None, "--master-port", help="Rendezvous port."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Train only; skip the recipe's evaluations."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this machine) or slurm (one job, --nproc ranks per node)."
+    ),
+    slurm: Optional[str] = typer.Option(
+        None, "--slurm", help="Job settings: partition=...,time=...,gpus_per_node=8,nodes=1,"
+        "account=...,warning=SECONDS"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="SLURM: print the job; submit nothing."),
 ) -> None:
     """Train the recipe's stages, evaluate, and write the run directory."""
     from llava_kit.recipes import load_recipe, recipe_to_yaml
@@ -32,8 +40,17 @@ def run(
     from llava_kit.pipeline import run_recipe
     from llava_kit.train.run_dir import RunDir
 
+    from llava_kit.errors import LlavaKitError
+
+    if executor not in ("local", "slurm"):
+        raise LlavaKitError(f"--executor must be local or slurm, got {executor!r}")
+    if executor == "local" and (slurm or dry_run):
+        raise LlavaKitError("--slurm and --dry-run are for --executor slurm")
+    if executor == "slurm" and hostfile is not None:
+        raise LlavaKitError("--hostfile is for runs started here; under SLURM ask for nodes "
+                            "with --slurm nodes=N")
     launched = "WORLD_SIZE" in os.environ
-    if (nproc > 1 or hostfile is not None) and not launched:
+    if executor == "local" and (nproc > 1 or hostfile is not None) and not launched:
         argv = ["run", *sys.argv[sys.argv.index("run") + 1:]] if "run" in sys.argv else ["run", str(recipe)]
         raise typer.Exit(run_launcher(launch_command(argv, nproc, hostfile, master_port)))
 
@@ -42,6 +59,13 @@ def run(
     run_dir = output_dir or loaded.runtime.output_dir
     if run_dir is None:
         run_dir = (RunDir.latest(loaded.name) if resume else RunDir.default(loaded.name)).root
+    if executor == "slurm":
+        from llava_kit.grid.slurm_recipe import submit_recipe
+
+        typer.echo("\n".join(submit_recipe(
+            loaded, recipe_to_yaml(loaded), run_dir, nproc=nproc, slurm=slurm, resume=resume,
+            evaluate=not no_eval, dry_run=dry_run)))
+        return
     finished = run_recipe(
         loaded, recipe_yaml=recipe_to_yaml(loaded), run_dir=run_dir, resume=resume,
         evaluate=not no_eval,

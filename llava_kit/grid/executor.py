@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llava_kit.errors import LlavaKitError
-from llava_kit.grid.plan import CELL_FILE, STORE_DIR, CellPlan, cell_dir, read_cell_record
+from llava_kit.grid.plan import (
+    CELL_FILE, FAILED, RUNNING, STORE_DIR, CellPlan, cell_dir, read_cell_record,
+)
 from llava_kit.grid.resources import Resources
 from llava_kit.grid.store import StageStore
 from llava_kit.train.launch import torchrun_command
@@ -168,10 +170,10 @@ class GridExecutor:
 
         plan = job.plan
         record = read_cell_record(self.grid_dir, plan.name)
-        if record is None:  # the worker process died before it could write one
+        if record is None or record["status"] == RUNNING:  # the worker process died
             code = job.process.returncode if job.process else None
             record = {"cell": plan.name, "key": plan.key, "overrides": plan.cell.overrides,
-                      "keys": plan.keys, "status": "failed", "metrics": {}, "stages": {},
+                      "keys": plan.keys, "status": FAILED, "metrics": {}, "stages": {},
                       "error": f"worker exited with code {code}: {self._log_tail(plan.name)}"}
         record["published"] = publish_stages(self.grid_dir, plan.name, plan.keys)
         write_record(self.grid_dir, record)

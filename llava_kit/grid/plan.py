@@ -22,6 +22,9 @@ STORE_DIR = "store"
 CELL_FILE = "cell.json"
 
 TRAIN, REUSE, DISABLED = "train", "reuse", "disabled"
+# A cell record's status: ``running`` until the cell ends; ``stopped`` by a signal after
+# saving a checkpoint (the next run resumes).
+OK, FAILED, RUNNING, STOPPED = "ok", "failed", "running", "stopped"
 
 
 @dataclass
@@ -77,7 +80,7 @@ def plan_grid(grid: Grid, grid_dir: Path, cells: list[Cell]) -> list[CellPlan]:
     for cell, keys in keyed:
         whole = cell_key(cell.recipe, versions)
         record = read_cell_record(grid_dir, cell.name)
-        up_to_date = bool(record and record.get("key") == whole and record.get("status") == "ok")
+        up_to_date = bool(record and record.get("key") == whole and record.get("status") == OK)
         stages = []
         for name, stage in cell.recipe.stages.items():
             if not stage.enabled:

@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from llava_kit.grid.plan import cell_dir, read_cell_record
+from llava_kit.grid.plan import FAILED, OK, STOPPED, cell_dir, read_cell_record
 from llava_kit.grid.spec import Grid
 from llava_kit.train.metrics import read_metrics
 from llava_kit.train.report import render_table
@@ -48,7 +48,7 @@ def collect(grid: Grid, grid_dir: Path) -> list[dict[str, Any]]:
 def with_deltas(records: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
     """Adds ``delta[eval][metric]`` = cell - baseline for every metric both have."""
     base = next((r for r in records if r["cell"] == baseline), None)
-    base_metrics = base["metrics"] if base and base["status"] == "ok" else {}
+    base_metrics = base["metrics"] if base and base["status"] == OK else {}
     for record in records:
         record["delta"] = {
             name: {
@@ -69,9 +69,9 @@ def write_grid_report(grid: Grid, grid_dir: Path) -> tuple[Path, str]:
              f"against `{grid.baseline}`.\n"]
     for name in evals:
         parts.append(f"## {name}\n\n" + eval_table(records, name, grid.baseline))
-    failed = [r for r in records if r["status"] == "failed"]
+    failed = [r for r in records if r["status"] in (FAILED, STOPPED)]
     if failed:
-        parts.append("## Failed cells\n\n" + "\n".join(
+        parts.append("## Cells that did not finish\n\n" + "\n".join(
             f"- `{r['cell']}`: {r['error']}" for r in failed) + "\n")
     if _plot_bars(grid_dir / BARS_PNG, records, evals, grid.baseline):
         parts.append(f"![primary metric per cell]({BARS_PNG})\n")
@@ -101,7 +101,7 @@ def eval_table(records: list[dict[str, Any]], name: str, baseline: str) -> str:
         changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in record["overrides"].items())
         stages = ", ".join(f"{stage} {what}" for stage, what in record["stages"].items())
         metrics = record["metrics"].get(name, {})
-        if record["status"] != "ok" or primary not in metrics:
+        if record["status"] != OK or primary not in metrics:
             error = (record.get("error") or "")[:_ERROR_CHARS]
             status = record["status"] + (f": {error}" if error else "")
             rows.append([record["cell"], changes or "-", status, "-", *("-" for _ in others),
@@ -178,7 +178,7 @@ def _plot_bars(path: Path, records: list[dict[str, Any]], evals: list[str], base
         for record in records:
             metrics = record["metrics"].get(name, {})
             metric = primary_metric(metrics)
-            if record["status"] == "ok" and metric is not None:
+            if record["status"] == OK and metric is not None:
                 cells.append(record["cell"])
                 values.append(metrics[metric])
         colors = ["tab:orange" if cell == baseline else "tab:blue" for cell in cells]

@@ -52,7 +52,6 @@ class SlurmBackend:
 
     def submit(self, plans: list[CellPlan]) -> dict[str, str]:
         """Submit the cells that are neither up to date nor queued/running; cell -> job id."""
-        submitit = _import_submitit()
         ids = self.job_ids()
         live = {cell: job for cell, job in ids.items() if self.state(job) in ACTIVE}
         submitted: dict[str, str] = {}
@@ -61,12 +60,10 @@ class SlurmBackend:
                 continue
             after = [live.get(cell) or submitted[cell] for cell in job.after
                      if cell in live or cell in submitted]
-            executor = submitit.SlurmExecutor(folder=self.grid_dir / LOGS_DIR / "slurm" / "%j")
-            executor.update_parameters(**self._parameters(job.cell, after))
-            try:
-                submitted[job.cell] = executor.submit(self._entry(job.cell)).job_id
-            except submitit.core.utils.FailedJobError as exc:
-                raise self._refused(job.cell, str(exc)) from None
+            submitted[job.cell] = submit_job(
+                self._entry(job.cell), self.grid_dir / LOGS_DIR / "slurm",
+                f"{self.grid_dir.name}-{job.cell}", self.resources, self.options,
+                after=after, what=f"the job of cell {job.cell}")
             ids[job.cell] = submitted[job.cell]
             atomic_write_text(self.jobs_file, json.dumps(ids, indent=2) + "\n")
         return submitted
@@ -94,29 +91,40 @@ class SlurmBackend:
 
         return SlurmCell(str(self.grid_file.resolve()), str(self.grid_dir.resolve()), cell)
 
-    def _parameters(self, cell: str, after: list[str]) -> dict[str, object]:
-        nodes, tasks, gpus = job_resources(self.resources, self.options)
-        parameters: dict[str, object] = {
-            "job_name": f"{self.grid_dir.name}-{cell}", "nodes": nodes,
-            "ntasks_per_node": tasks, "time": self.options.minutes, "stderr_to_stdout": True,
-        }
-        optional = {"gpus_per_node": gpus or None, "partition": self.options.partition,
-                    "account": self.options.account, "qos": self.options.qos,
-                    "cpus_per_task": self.options.cpus_per_task, "mem": self.options.mem,
-                    "dependency": f"afterok:{':'.join(after)}" if after else None}
-        parameters.update({key: value for key, value in optional.items() if value is not None})
-        return parameters
 
-    def _refused(self, cell: str, message: str) -> LlavaKitError:
-        nodes, tasks, gpus = job_resources(self.resources, self.options)
-        lines = [line for line in message.splitlines() if "error" in line.lower()] \
-            or message.splitlines()[-1:]
-        return LlavaKitError(
-            f"SLURM refused the job of cell {cell} ({nodes} node(s) x {tasks} task(s), "
-            f"{gpus} GPU(s) per node): {lines[-1].strip() if lines else 'no reason given'}",
+def submit_job(entry: object, logs: Path, name: str, resources: Resources,
+               options: SlurmOptions, *, after: list[str], what: str) -> str:
+    """Submit ``entry`` (called in every task) as one job, after the jobs ``after``; its id.
+    The logs go to ``logs/<job id>/``."""
+    submitit = _import_submitit()
+    nodes, tasks, gpus = job_resources(resources, options)
+    parameters: dict[str, object] = {
+        "job_name": name, "nodes": nodes, "ntasks_per_node": tasks, "time": options.minutes,
+        "stderr_to_stdout": True, "signal_delay_s": options.warning_seconds,
+    }
+    optional = {"gpus_per_node": gpus or None, "partition": options.partition,
+                "account": options.account, "qos": options.qos,
+                "cpus_per_task": options.cpus_per_task, "mem": options.mem,
+                "dependency": f"afterok:{':'.join(after)}" if after else None}
+    parameters.update({key: value for key, value in optional.items() if value is not None})
+    executor = submitit.SlurmExecutor(folder=logs / "%j")
+    executor.update_parameters(**parameters)
+    try:
+        return str(executor.submit(entry).job_id)
+    except submitit.core.utils.FailedJobError as exc:
+        lines = [line for line in str(exc).splitlines() if "error" in line.lower()] \
+            or str(exc).splitlines()[-1:]
+        raise LlavaKitError(
+            f"SLURM refused {what} ({nodes} node(s) x {tasks} task(s), {gpus} GPU(s) per "
+            f"node): {lines[-1].strip() if lines else 'no reason given'}",
             hint="ask for what the partition's nodes have (sinfo -o '%P %D %c %G'): lower "
             "--nproc or gpus_per_node, or pick another partition",
-        )
+        ) from None
+
+
+def requeue(job_id: str) -> None:
+    """Put a running job back in the queue (SLURM ends its tasks and starts it again later)."""
+    _slurm("scontrol", "requeue", job_id)
 
 
 def _import_submitit() -> Any:

@@ -37,7 +37,8 @@ def cell_jobs(plans: list[CellPlan]) -> list[CellJob]:
 def sbatch_options(resources: Resources, options: SlurmOptions) -> list[str]:
     """The sbatch options of every cell's job (without its name and dependency)."""
     nodes, tasks, gpus = job_resources(resources, options)
-    lines = [f"--nodes={nodes}", f"--ntasks-per-node={tasks}", f"--time={options.minutes}"]
+    lines = [f"--nodes={nodes}", f"--ntasks-per-node={tasks}", f"--time={options.minutes}",
+             f"--signal=USR2@{options.warning_seconds}"]
     if gpus:
         lines.append(f"--gpus-per-node={gpus}")
     for flag, value in (("partition", options.partition), ("account", options.account),

@@ -10,7 +10,7 @@ from llava_kit.errors import LlavaKitError
 from llava_kit.grid.resources import Resources
 
 SLURM_KEYS = ("partition", "time", "account", "qos", "nodes", "gpus_per_node",
-              "cpus_per_task", "mem")
+              "cpus_per_task", "mem", "warning")
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _HINT = "e.g. --slurm partition=gpu,time=24:00:00,gpus_per_node=8,nodes=1,account=mylab"
 
@@ -25,6 +25,7 @@ class SlurmOptions:
     gpus_per_node: int | None = None  # None: processes per node x GPUs per process
     cpus_per_task: int | None = None
     mem: str | None = None
+    warning_seconds: int = 90  # the time-limit warning (USR2) comes this long before the end
 
 
 def parse_slurm(text: str | None) -> SlurmOptions:
@@ -42,10 +43,18 @@ def parse_slurm(text: str | None) -> SlurmOptions:
         values[key] = value.strip()
     numbers = {key: _count(key, values[key])
                for key in ("nodes", "gpus_per_node", "cpus_per_task") if key in values}
-    return SlurmOptions(
+    if "warning" in values:
+        numbers["warning_seconds"] = _count("warning", values["warning"])
+    options = SlurmOptions(
         partition=values.get("partition"), minutes=_minutes(values.get("time", "60")),
         account=values.get("account"), qos=values.get("qos"), mem=values.get("mem"), **numbers,
     )
+    if options.warning_seconds >= options.minutes * 60:
+        raise LlavaKitError(
+            f"--slurm warning={options.warning_seconds}: the warning must come before the "
+            f"job's time limit ({options.minutes} min)",
+            hint="lower warning (seconds) or raise time")
+    return options
 
 
 def job_resources(resources: Resources, options: SlurmOptions) -> tuple[int, int, int]:

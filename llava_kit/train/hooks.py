@@ -81,7 +81,7 @@ class StopOnSignal(StageHook):
         if not loop.checkpoints.has_step(at.step):
             loop.checkpoints.save_step(_backend(loop), at.step, at.samples_seen)
         raise interrupted(
-            self.request.signal_name or "a signal to another rank", at.stage, at.step,
+            self.request.received() or "a signal to another rank", at.stage, at.step,
             loop.checkpoints.step_dir(at.step),
         )
 

@@ -123,6 +123,11 @@ class RunDir:
         return self.root / "skipped_samples.jsonl"
 
     @property
+    def slurm_logs(self) -> Path:
+        """The logs of the SLURM jobs that ran this run (``run --executor slurm``)."""
+        return self.root / "logs" / "slurm"
+
+    @property
     def results(self) -> Path:
         """The folder evaluators write their files to."""
         return self.root / "results"

@@ -2,7 +2,8 @@
 
 SIGTERM (a cluster's preemption notice) and SIGINT (Ctrl-C) only set a flag: the stage
 loop finishes the current optimizer step, writes a checkpoint and stops, so ``--resume``
-continues exactly where it left off. A second Ctrl-C stops at once.
+continues exactly where it left off. A second Ctrl-C stops at once. ``stop_on`` extends
+this to the whole process and to other signals (a scheduler's time-limit warning).
 """
 
 from __future__ import annotations
@@ -19,10 +20,34 @@ import torch.distributed as torch_dist
 from llava_kit.errors import LlavaKitError
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_signal_received: str | None = None  # the first signal registered with stop_on that arrived
 
 
 class TrainingStopped(LlavaKitError):
     """Training stopped before the end of a stage (signal, non-finite loss, out of memory)."""
+
+
+class Interrupted(TrainingStopped):
+    """Stopped by a signal after a step whose checkpoint was saved: ``--resume`` continues."""
+
+    def __init__(self, message: str, *, hint: str, signal_name: str, stage: str, step: int) -> None:
+        super().__init__(message, hint=hint)
+        self.signal_name = signal_name
+        self.stage = stage
+        self.step = step
+
+
+def stop_on(sig: signal.Signals) -> None:
+    """For the rest of this process, ``sig`` requests a stop (as SIGTERM does inside a stage
+    loop) wherever it arrives: one that comes while data loads or a model is built stops the
+    next stage after its first step. For batch jobs, whose scheduler warns before a time
+    limit and signals before killing."""
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        global _signal_received
+        _signal_received = _signal_received or signal.Signals(signum).name
+
+    signal.signal(sig, note)
 
 
 class StopRequest:
@@ -51,9 +76,13 @@ class StopRequest:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
         self.signal_name = signal.Signals(signum).name
 
+    def received(self) -> str | None:
+        """The name of the stop signal this process received, if any."""
+        return self.signal_name or _signal_received
+
     def requested(self, world_size: int, device: torch.device) -> bool:
         """True on every rank when any rank was signalled (they must save together)."""
-        flag = self.signal_name is not None
+        flag = self.received() is not None
         if world_size > 1:
             tensor = torch.tensor([1.0 if flag else 0.0], device=device)
             torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
@@ -61,11 +90,12 @@ class StopRequest:
         return flag
 
 
-def interrupted(signal_name: str, stage: str, step: int, checkpoint: Path) -> TrainingStopped:
-    return TrainingStopped(
+def interrupted(signal_name: str, stage: str, step: int, checkpoint: Path) -> Interrupted:
+    return Interrupted(
         f"stopped by {signal_name} in stage {stage} after step {step}; checkpoint saved to "
         f"{checkpoint}",
         hint=f"continue with `llava-kit run RECIPE --resume --output-dir {checkpoint.parents[2]}`",
+        signal_name=signal_name, stage=stage, step=step,
     )
 
 

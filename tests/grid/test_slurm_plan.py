@@ -18,9 +18,10 @@ PAPER_GRID = Path(__file__).resolve().parents[2] / "recipes/ablations/paper_scie
 
 
 def test_slurm_options_are_parsed() -> None:
-    options = parse_slurm("partition=gpu,time=1-02:30:00,gpus_per_node=8,nodes=2,account=lab")
+    options = parse_slurm("partition=gpu,time=1-02:30:00,gpus_per_node=8,nodes=2,account=lab,"
+                          "warning=300")
     assert options == SlurmOptions(partition="gpu", minutes=1590, account="lab", nodes=2,
-                                   gpus_per_node=8)
+                                   gpus_per_node=8, warning_seconds=300)
     assert [parse_slurm(f"time={t}").minutes for t in ("90", "10:30", "24:00:00", "2-00")] == [
         90, 11, 1440, 2880]
     assert parse_slurm(None) == SlurmOptions()
@@ -31,6 +32,8 @@ def test_slurm_options_are_parsed() -> None:
     ("partition", "--slurm: 'partition' is not key=value"),
     ("nodes=0", "--slurm nodes=0: must be a whole number"),
     ("time=soon", "--slurm time=soon: not a SLURM time limit"),
+    ("time=5,warning=300",
+     "--slurm warning=300: the warning must come before the job's time limit"),
 ])
 def test_bad_slurm_options_are_named(text: str, message: str) -> None:
     with pytest.raises(LlavaKitError, match=message.replace("(", r"\(")):
@@ -41,9 +44,9 @@ def test_a_job_gets_the_cells_ranks_and_at_least_their_gpus() -> None:
     eight = Resources(nproc_per_node=8)
     assert job_resources(eight, SlurmOptions()) == (1, 8, 8)
     assert sbatch_options(eight, parse_slurm("partition=gpu,time=60,account=lab")) == [
-        "--nodes=1", "--ntasks-per-node=8", "--time=60", "--gpus-per-node=8",
-        "--partition=gpu", "--account=lab"]
-    assert sbatch_options(Resources(2, 1, 0), SlurmOptions())[-1] == "--time=60"  # no GPUs
+        "--nodes=1", "--ntasks-per-node=8", "--time=60", "--signal=USR2@90",
+        "--gpus-per-node=8", "--partition=gpu", "--account=lab"]
+    assert sbatch_options(Resources(2, 1, 0), SlurmOptions())[-1] == "--signal=USR2@90"  # no GPUs
     with pytest.raises(LlavaKitError, match="gpus_per_node=4 is fewer than the 8 GPUs"):
         job_resources(eight, parse_slurm("gpus_per_node=4"))
 
@@ -69,7 +72,8 @@ def test_paper_grid_slurm_dry_run_prints_jobs_offline(
         assert exit_.code in (0, None)
     out = capsys.readouterr().out
     assert ("SLURM: one job per cell: sbatch --nodes=1 --ntasks-per-node=8 --time=1440 "
-            "--gpus-per-node=8 --partition=gpu --account=lab; srun starts 8 rank(s) per node") in out
+            "--signal=USR2@90 --gpus-per-node=8 --partition=gpu --account=lab; srun starts 8 "
+            "rank(s) per node") in out
     assert "  job answer_first --dependency=afterok:<baseline>\n" in out
     assert "  job baseline\n" in out
     assert not (tmp_path / "g").exists()
