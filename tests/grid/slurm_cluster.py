@@ -1,9 +1,12 @@
-"""A real one-node SLURM cluster on this machine, for the SLURM backend's tests.
+"""A real two-node SLURM cluster on this machine, for the SLURM backend's tests.
 
 Needs root and the ``slurm-wlm`` and ``munge`` packages (installed with apt-get when
-missing). It starts munged (as the munge user), then slurmctld and slurmd directly, with a
-private configuration under a temporary folder (``SLURM_CONF``), and waits until the node
-is idle.
+missing). It starts munged (as the munge user), then slurmctld and one slurmd per node
+(``slurmd -N <node>``, each on its own port and spool folder), with a private configuration
+under a temporary folder (``SLURM_CONF``), and waits until both nodes are idle. Both nodes
+are this machine with all its cores (``config_overrides``); their names resolve to
+127.0.0.1 (added to /etc/hosts), since torch.distributed uses the first node's name as the
+rendezvous address of a multi-node job.
 
 Accounting: there is no slurmdbd, so ``sacct`` cannot answer. Finished jobs stay in
 slurmctld's memory for ``MinJobAge`` seconds, where ``squeue --states=all`` and
@@ -23,6 +26,7 @@ from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("slurmctld", "slurmd")
+NODES = ("llavakit-n1", "llavakit-n2")
 _READY_SECONDS = 90
 
 
@@ -91,21 +95,26 @@ def start_cluster(root: Path) -> SlurmCluster:
     """Start munged (unless one answers), slurmctld and slurmd; wait for the node."""
     ensure_packages()
     host = socket.gethostname()
-    _make_resolvable(host)
+    for name in (host, *NODES):
+        _make_resolvable(name)
     started: dict[str, int] = {}
     if not _munge_answers():
         started["munged"] = _start_munged()
     conf = root / "slurm.conf"
-    for part in ("state", "spool", "logs"):
+    for part in ("state", "logs", *(f"spool-{node}" for node in NODES)):
         (root / part).mkdir(parents=True, exist_ok=True)
     conf.write_text(_slurm_conf(root, host))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     cluster = SlurmCluster(root, "debug", env, started)
     try:
-        for daemon in DAEMONS:
-            subprocess.run([daemon], env=env, check=True, capture_output=True, timeout=30)
-            started[daemon] = _read_pid(root / f"{daemon}.pid")
-        _wait_idle(cluster, host)
+        subprocess.run(["slurmctld"], env=env, check=True, capture_output=True, timeout=30)
+        started["slurmctld"] = _read_pid(root / "slurmctld.pid")
+        for node in NODES:
+            subprocess.run(["slurmd", "-N", node], env=env, check=True, capture_output=True,
+                           timeout=30)
+            started[f"slurmd {node}"] = _read_pid(root / f"slurmd-{node}.pid")
+        for node in NODES:
+            _wait_idle(cluster, node)
     except Exception:
         cluster.stop()
         raise
@@ -113,21 +122,23 @@ def start_cluster(root: Path) -> SlurmCluster:
 
 
 def _slurm_conf(root: Path, host: str) -> str:
-    node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True)
-    node_line = node.stdout.splitlines()[0]  # NodeName=<host> CPUs=... as slurmd sees them
+    probe = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True)
+    # "NodeName=<host> CPUs=... RealMemory=..." as slurmd sees this machine: each node has it all.
+    hardware = probe.stdout.splitlines()[0].split(" UpTime")[0].split(" ", 1)[1]
+    ports = {node: _free_port() for node in NODES}
     return "\n".join([
         "ClusterName=llavakit",
         f"SlurmctldHost={host}",
         "SlurmUser=root",
         "SlurmdUser=root",
         f"SlurmctldPort={_free_port()}",
-        f"SlurmdPort={_free_port()}",
         f"StateSaveLocation={root / 'state'}",
-        f"SlurmdSpoolDir={root / 'spool'}",
+        f"SlurmdSpoolDir={root / 'spool-%n'}",
         f"SlurmctldPidFile={root / 'slurmctld.pid'}",
-        f"SlurmdPidFile={root / 'slurmd.pid'}",
+        f"SlurmdPidFile={root / 'slurmd-%n.pid'}",
         f"SlurmctldLogFile={root / 'logs' / 'slurmctld.log'}",
-        f"SlurmdLogFile={root / 'logs' / 'slurmd.log'}",
+        f"SlurmdLogFile={root / 'logs' / 'slurmd-%n.log'}",
+        "SlurmdParameters=config_overrides",  # two nodes that share this machine's cores
         "AuthType=auth/munge",
         "AuthInfo=cred_expire=10",
         "CredType=cred/munge",
@@ -146,8 +157,9 @@ def _slurm_conf(root: Path, host: str) -> str:
         "ReturnToService=2",
         "MpiDefault=none",
         "KillWait=5",
-        f"{node_line.split(' UpTime')[0]} State=UNKNOWN",
-        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+        *(f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={ports[node]} "
+          f"{hardware} State=UNKNOWN" for node in NODES),
+        f"PartitionName=debug Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE State=UP",
         "",
     ])
 
@@ -192,17 +204,17 @@ def _read_pid(path: Path) -> int:
     return int(path.read_text())
 
 
-def _wait_idle(cluster: SlurmCluster, host: str) -> None:
+def _wait_idle(cluster: SlurmCluster, node: str) -> None:
     deadline = time.monotonic() + _READY_SECONDS
     state = ""
     while time.monotonic() < deadline:
-        state = cluster.command("sinfo", "-h", "-n", host, "-o", "%T", check=False).strip()
+        state = cluster.command("sinfo", "-h", "-n", node, "-o", "%T", check=False).strip()
         if state == "idle":
             return
         time.sleep(0.5)
-    log = (cluster.root / "logs" / "slurmd.log")
+    log = cluster.root / "logs" / f"slurmd-{node}.log"
     tail = log.read_text()[-1500:] if log.is_file() else "no slurmd log"
-    raise RuntimeError(f"node {host} is {state or 'not reported'} after {_READY_SECONDS}s: {tail}")
+    raise RuntimeError(f"node {node} is {state or 'not reported'} after {_READY_SECONDS}s: {tail}")
 
 
 def _free_port() -> int:

@@ -131,27 +131,40 @@ def test_cells_run_as_two_task_jobs_requeued_or_cancelled_cells_resume(
                 (cell, name)
 
 
-def test_a_run_is_one_job_that_resumes_after_the_warning(
+def test_a_two_node_run_is_one_job_that_resumes_after_the_warning(
     on_cluster: Any, write_grid: Callable[..., Path], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     write_grid()  # base.yaml
-    run_dir = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", [
-        "llava-kit", "run", str(tmp_path / "base.yaml"), "--executor", "slurm",
-        "--slurm", "time=20", "--output-dir", str(run_dir)])
+    base, run_dir = str(tmp_path / "base.yaml"), tmp_path / "run"
+    _cli(monkeypatch, capsys, "run", base, "--set", "runtime.deepspeed=zero2", "--executor",
+         "slurm", "--slurm", "time=20,nodes=2", "--output-dir", str(run_dir))
+    job = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
+    assert RunDir(run_dir).resolved_recipe.is_file()  # made at submit time
+
+    # One rank on each node; the warning once both run: they save together, rank 0 requeues.
+    logs = RunDir(run_dir).slurm_logs / job
+    _wait_for_line(logs / f"{job}_0_log.out", f"SLURM job {job}: task 0 of 2", job)
+    _wait_for_line(logs / f"{job}_1_log.out", f"SLURM job {job}: task 1 of 2", job)
+    on_cluster.command("scancel", "--signal=USR2", job)
+    assert on_cluster.wait(job) == "COMPLETED"
+    text = (logs / f"{job}_0_log.out").read_text()
+    assert f"requeueing job {job}" in text and "stopped by SIGUSR2" in text
+    assert "NodeList=llavakit-n[1-2]" in on_cluster.command("scontrol", "show", "job", job)
+    assert "ScienceQA" in RunDir(run_dir).report.read_text()
+
+    # The same weights as one uninterrupted process.
+    _cli(monkeypatch, capsys, "run", base, "--no-eval", "--output-dir", str(tmp_path / "ref"))
+    stage = "checkpoints/finetune/final/model.safetensors"
+    want, got = load_file(tmp_path / "ref" / stage), load_file(run_dir / stage)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert (want[name] - got[name]).abs().max() <= 1e-4 * (1 + want[name].abs().max()), name
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["llava-kit", *argv])
     try:
         main()
     except SystemExit as exit_:
         assert exit_.code in (0, None), capsys.readouterr().out
-    job = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
-    assert RunDir(run_dir).resolved_recipe.is_file()  # made at submit time
-
-    log = RunDir(run_dir).slurm_logs / job / f"{job}_0_log.out"
-    _wait_for_line(log, f"SLURM job {job}: task 0 of 1", job)
-    on_cluster.command("scancel", "--signal=USR2", job)
-    assert on_cluster.wait(job) == "COMPLETED"
-    text = log.read_text()
-    assert f"requeueing job {job}" in text and "stopped by SIGUSR2" in text
-    assert RunDir(run_dir).stage("finetune").is_finished()
-    assert "ScienceQA" in RunDir(run_dir).report.read_text()
