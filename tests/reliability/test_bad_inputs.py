@@ -742,6 +742,12 @@ CASES = [
     Case("grid_cell_record_not_an_object", _grid(_GOOD_GRID, prepare=_cell_record(b"[1]")),
          ("cells/baseline/cell.json", "not a cell record")),
     Case("grid_output_dir_is_a_file", _grid_into_a_file, ("afile/cells", "Not a directory")),
+    Case("grid_slurm_warning_after_the_limit",
+         _grid(_GOOD_GRID, "--executor", "slurm", "--slurm", "time=5,warning=300"),
+         ("--slurm warning=300", "time limit (5 min)")),
+    Case("run_slurm_unknown_option",
+         run(lambda recipe, case, sqa: ["--executor", "slurm", "--slurm", "gpus=8", "--dry-run"]),
+         ("--slurm: unknown key 'gpus'", "gpus_per_node")),
     # ------------------------------------------------------------ chat endpoints (data generate)
     Case("endpoint_refuses_connections", _generate("refused"),
          ("all 2 request(s) to http://127.0.0.1:", "Connection refused", "--url"),
