@@ -31,7 +31,10 @@ def _group() -> None:
 def scienceqa_command(
     run: Path | None = typer.Option(None, "--run", help="A finished run directory to evaluate."),
     predictions: Path | None = typer.Option(
-        None, "--predictions", help="A predictions JSONL ({question_id or pid, text}) to score."
+        None,
+        "--predictions",
+        help="Predictions to score: a JSONL of {question_id or pid, text}, or the reference "
+        "scorer's result JSON {acc, correct, count, results, outputs}.",
     ),
     problems: Path | None = typer.Option(
         None,

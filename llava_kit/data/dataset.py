@@ -24,6 +24,7 @@ from llava_kit.data.sample import Sample
 from llava_kit.data.worker_errors import SampleLoadError
 from llava_kit.errors import DataError
 from llava_kit.templates.base import ChatTemplate
+from llava_kit.templates.fit import check_template_fits
 from llava_kit.templates.image_position import place_image
 from llava_kit.templates.tokenize import tokenize_conversation
 
@@ -52,7 +53,7 @@ def tokenize_samples(
     image_position: ImagePosition = "image_first",
     seed: int = 0,
 ) -> list[TokenizedSample]:
-    template.check_tokenizer(tokenizer)
+    check_template_fits(template, tokenizer)
     out: list[TokenizedSample] = []
     for sample in samples:
         messages = place_image(sample.messages, image_position, sample_rng(seed, sample.id))

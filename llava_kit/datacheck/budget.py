@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoTokenizer, CLIPVisionConfig, PreTrainedTokenizerBase
+from transformers import CLIPVisionConfig, PreTrainedTokenizerBase
 
-from llava_kit.errors import LlavaKitError, ModelError
+from llava_kit.errors import LlavaKitError
 from llava_kit.model.build import instantiate
 
 if TYPE_CHECKING:
@@ -20,23 +20,8 @@ if TYPE_CHECKING:
 
 
 def load_tokenizer(model: "ModelSpec") -> PreTrainedTokenizerBase:
-    """The recipe's tokenizer: the LLM options' ``tokenizer`` folder, else its ``path``."""
-    options = model.llm.options
-    source = getattr(options, "tokenizer", None) or getattr(options, "path", None)
-    if source is None:
-        raise ModelError(
-            f"model.llm ({model.llm.name}) names no tokenizer or path the data check can read",
-            hint="give the LLM a 'tokenizer' or 'path' option",
-        )
-    try:
-        return AutoTokenizer.from_pretrained(
-            source, trust_remote_code=bool(getattr(options, "trust_remote_code", False))
-        )
-    except (OSError, ValueError) as exc:
-        raise ModelError(
-            f"model.llm: cannot load the tokenizer from {source!r}: {str(exc).splitlines()[0]}",
-            hint="point the LLM's 'tokenizer' (or 'path') option at a tokenizer folder",
-        ) from exc
+    """The recipe's tokenizer, loaded by the LLM component as training loads it."""
+    return instantiate(model.llm).load_tokenizer()
 
 
 def visual_tokens_per_image(model: "ModelSpec") -> int | None:

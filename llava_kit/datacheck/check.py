@@ -22,6 +22,7 @@ from llava_kit.datacheck.report import CheckReport
 from llava_kit.datacheck.samples import TokenBudget, check_sample
 from llava_kit.errors import LlavaKitError
 from llava_kit.model.build import build_template, instantiate
+from llava_kit.templates.fit import check_template_fits
 
 if TYPE_CHECKING:
     from llava_kit.evaluators.base import Evaluator
@@ -41,7 +42,7 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
             continue
         try:
             template = build_template(stage.template or recipe.model.template)
-            template.check_tokenizer(tokenizer)
+            check_template_fits(template, tokenizer)
         except LlavaKitError as exc:
             report.add("unusable_data", where, "model.template", None, exc.message)
             continue

@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "no_answer": "conversations without an assistant answer",
     "image_markers": "<image> markers that do not match the images",
     "empty_answer": "empty answers",
+    "stop_in_answer": "answers holding the text that ends an answer in the chat template",
     "no_trained_tokens": "samples with no trained (unmasked) tokens",
     "template_mismatch": "answers the chat template and the tokenizer split differently",
     "truncated": "samples that max_length cuts before the first answer token",

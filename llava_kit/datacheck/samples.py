@@ -12,7 +12,7 @@ from llava_kit.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
 from llava_kit.data.dataset import ImagePosition, sample_rng
 from llava_kit.data.sample import Sample
 from llava_kit.errors import DataError
-from llava_kit.templates.base import ChatTemplate
+from llava_kit.templates.base import ChatTemplate, StopInAnswer
 from llava_kit.templates.image_position import place_image
 from llava_kit.templates.tokenize import tokenize_conversation
 
@@ -68,6 +68,9 @@ def _check_tokens(sample: Sample, report: Report, budget: TokenBudget) -> None:
         tokens = tokenize_conversation(
             budget.template.render(messages), budget.tokenizer, sample_id=sample.id
         )
+    except StopInAnswer as exc:
+        report("stop_in_answer", exc.message)
+        return
     except DataError as exc:
         message = exc.message.removeprefix(f"sample {sample.id!r}: ")
         kind = "no_trained_tokens" if "no trained" in message else "template_mismatch"

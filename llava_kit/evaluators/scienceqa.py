@@ -31,6 +31,7 @@ from llava_kit.errors import DataError
 from llava_kit.evaluators.answer_scoring import score_answers
 from llava_kit.evaluators.base import EvalContext, EvalResult, Evaluator
 from llava_kit.evaluators.generation import PromptItem, generate_answers
+from llava_kit.evaluators.scienceqa_predictions import read_predictions
 from llava_kit.evaluators.scienceqa_scoring import (
     CATEGORIES,
     PAPER_ROWS,
@@ -38,7 +39,6 @@ from llava_kit.evaluators.scienceqa_scoring import (
     format_score,
     score_predictions,
 )
-from llava_kit.json_io import parse_json, read_text
 
 _PAPER_ROW = "LLaVA"
 _MAX_LISTED = 5
@@ -260,7 +260,8 @@ def markdown_section(
 
 
 def score_file(predictions: Path, problems_root: Path, split: str) -> ScoredResult:
-    """Score a JSONL prediction file ({question_id or pid, text} per line) on one split.
+    """Score a prediction file on one split: answer JSONL ({question_id or pid, text} per
+    line) or the reference scorer's result file (see ``scienceqa_predictions``).
 
     Every problem of the split is scored; one without a prediction counts as failed, as
     in the reference. Ids that are not in the split are an error (usually a wrong split).
@@ -281,37 +282,3 @@ def score_file(predictions: Path, problems_root: Path, split: str) -> ScoredResu
             hint="score against the split the predictions were made for",
         )
     return score_predictions(texts, problems)
-
-
-def read_predictions(path: Path) -> dict[str, str]:
-    """pid -> output text from a JSONL file; DataError naming the line for any bad record."""
-    if not path.is_file():
-        raise DataError(f"prediction file not found: {path}")
-    texts: dict[str, str] = {}
-    # Split on newlines only: JSON text may hold other line separators (U+2028) unescaped.
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        pid, text = _prediction_record(path, number, line)
-        if pid in texts:
-            raise DataError(
-                f"{path}:{number}: id {pid!r} appears a second time",
-                hint="keep one prediction per problem",
-            )
-        texts[pid] = text
-    return texts
-
-
-def _prediction_record(path: Path, number: int, line: str) -> tuple[str, str]:
-    where = f"{path}:{number}"
-    layout = 'each line must be a JSON object like {"question_id": "5", "text": "The answer is A."}'
-    record = parse_json(line, where, hint=layout, column_only=True)
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object", hint=layout)
-    pid = record.get("question_id", record.get("pid"))
-    if not isinstance(pid, (str, int)) or isinstance(pid, bool):
-        raise DataError(f"{where}: no 'question_id' (or 'pid') string", hint=layout)
-    text = record.get("text")
-    if not isinstance(text, str):
-        raise DataError(f"{where}: 'text' must be a string", hint=layout)
-    return str(pid), text

@@ -1,4 +1,4 @@
-"""Our round-based chat templates (v0, v1, llava_v1) written as a Jinja chat template.
+"""Our round-based chat templates (all but plain) written as a Jinja chat template.
 
 transformers' processors render ``messages`` (content a string, or a list of
 ``{"type": "image"}`` / ``{"type": "text", "text": ...}`` items) with a Jinja template.
@@ -18,15 +18,15 @@ from llava_kit.constants import IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
 from llava_kit.templates.base import ChatTemplate, Message
 from llava_kit.templates.tokenize import tokenize_prompt
 
-# The class attributes a round-based template (templates/vicuna.py) is made of.
+# The class attributes a round-based template (templates/rounds.py) is made of.
 ROUND_FIELDS = (
-    "system", "header_suffix", "first_user_prefix", "user_prefix", "user_suffix",
-    "assistant_role", "answer_suffix",
+    "header", "first_user_prefix", "user_prefix", "user_suffix", "assistant_role",
+    "answer_prefix", "answer_suffix",
 )
 
 _JINJA = """\
 {%- set ns = namespace(round=0) -%}
-{{- SYSTEM + HEADER_SUFFIX -}}
+{{- HEADER -}}
 {%- for message in messages -%}
 {%- if message['content'] is string -%}
 {%- set text = message['content'] -%}{%- set images = 0 -%}
@@ -43,7 +43,7 @@ _JINJA = """\
 {%- endif -%}
 {{- (FIRST_USER_PREFIX if ns.round == 0 else USER_PREFIX) + body + USER_SUFFIX + ASSISTANT_ROLE -}}
 {%- elif message['role'] == 'assistant' -%}
-{{- ' ' + text + ANSWER_SUFFIX -}}
+{{- ANSWER_PREFIX + text + ANSWER_SUFFIX -}}
 {%- set ns.round = ns.round + 1 -%}
 {%- else -%}
 {{- raise_exception('this model was trained with user and assistant turns only, not ' + message['role']) -}}

@@ -11,7 +11,6 @@ from pydantic import model_validator
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -21,6 +20,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from llava_kit.components import Options
 from llava_kit.errors import ModelError
 from llava_kit.llms.base import LanguageModel, LoadedLLM
+from llava_kit.llms.tokenizer_loading import load_tokenizer_from
 from llava_kit.pretrained import UNREADABLE_WEIGHTS, weights_error
 
 DTYPES: dict[str, torch.dtype] = {
@@ -40,7 +40,12 @@ class HFCausalLMOptions(Options):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     trust_remote_code: bool = False
+    # False: the SentencePiece model itself (tokenizer.model), as the reference LLaVA loads
+    # LLaMA/Vicuna tokenizers; True: the tokenizers-library version transformers builds.
     use_fast_tokenizer: bool = True
+    # The LLaMA tokenizer's legacy mode (a word boundary after every special token);
+    # None keeps what the tokenizer config says.
+    tokenizer_legacy: bool | None = None
     pad_token: str | None = None
 
     @model_validator(mode="after")
@@ -111,8 +116,7 @@ class HFCausalLM(LanguageModel):
 
     def load(self) -> LoadedLLM:
         # The tokenizer first: it is quick, so a wrong folder fails before a big model loads.
-        tokenizer = self._load_tokenizer()
-        _set_pad_token(tokenizer, self._options.pad_token)
+        tokenizer = self.load_tokenizer()
         model = self._load_model(tokenizer)
         rows = model.get_input_embeddings().num_embeddings
         if len(tokenizer) > rows:
@@ -158,19 +162,21 @@ class HFCausalLM(LanguageModel):
         except (ImportError, ValueError, RuntimeError) as exc:
             raise _build_error(options, source, exc) from exc
 
-    def _load_tokenizer(self) -> PreTrainedTokenizerBase:
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
         options = self._options
         option = "tokenizer" if options.tokenizer is not None else "path"
         source = _local_or_hub(options.tokenizer or options.path, option)  # type: ignore[arg-type]
         try:
-            # transformers 5 always loads the fast tokenizer; use_fast matters on 4.x.
-            return AutoTokenizer.from_pretrained(
+            tokenizer = load_tokenizer_from(
                 source,
                 use_fast=options.use_fast_tokenizer,
+                legacy=options.tokenizer_legacy,
                 trust_remote_code=options.trust_remote_code,
             )
         except (OSError, ValueError) as exc:
             raise _load_error(option, source, "tokenizer", exc) from exc
+        _set_pad_token(tokenizer, options.pad_token)
+        return tokenizer
 
 
 def _fill_from_tokenizer(

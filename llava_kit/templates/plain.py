@@ -12,7 +12,7 @@ from typing import ClassVar, Sequence
 from llava_kit.constants import IMAGE_PLACEHOLDER
 from llava_kit.errors import DataError
 from llava_kit.templates.base import ChatTemplate, Message, Segment
-from llava_kit.templates.vicuna import split_rounds
+from llava_kit.templates.rounds import split_rounds
 
 
 class PlainTemplate(ChatTemplate):
@@ -20,6 +20,7 @@ class PlainTemplate(ChatTemplate):
 
     name: ClassVar[str] = "plain"
     stop_strings = ("\n",)
+    single_turn = True
 
     def render(self, messages: Sequence[Message]) -> list[Segment]:
         rounds, _ = split_rounds(messages, self.name, ends_with_answer=True)

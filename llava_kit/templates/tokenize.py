@@ -3,7 +3,10 @@
 The mask comes from character offsets, not from counting tokens per piece (the
 reference's approach, which drifts when a template and a tokenizer disagree and then
 silently masks the whole sample). A token is trained iff its characters overlap a
-trained segment. Disagreements that offsets cannot resolve are errors naming the sample.
+trained segment; a template's trained segments start where its generation prompt ends,
+so exactly the tokens a generation has to produce are trained. A token that straddles
+either end of a trained segment means the tokenizer does not split where the template
+does: an error naming the sample, never a guess.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from typing import Iterator
 from transformers import PreTrainedTokenizerBase
 
 from llava_kit.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
-from llava_kit.errors import DataError, ModelError
+from llava_kit.errors import DataError
 from llava_kit.templates.base import Segment
+from llava_kit.templates.token_offsets import encode_with_offsets
 
 _UNTRAINED = -1
 _MISMATCH_HINT = (
     "the chat template does not fit this tokenizer; pick the template the model was built "
-    "for (v1/llava_v1 need a tokenizer whose eos token is '</s>'; template.check_tokenizer "
-    "tells you at load time)"
+    "for (v1/llava_v1 need a tokenizer whose eos token is '</s>'), and load the tokenizer "
+    "the way the model was trained (model.llm.use_fast_tokenizer, tokenizer_legacy)"
 )
 
 
@@ -50,14 +54,15 @@ def tokenize_conversation(
             labels.append(IGNORE_INDEX)
             continue
         chunk_start, chunk_end = chunk
-        for token_id, (start, end) in _encode(tokenizer, text[chunk_start:chunk_end]):
+        pieces = encode_with_offsets(tokenizer, text[chunk_start:chunk_end], sample_id=sample_id)
+        for token_id, (start, end) in pieces:
             # A zero-width token (inserted by a normalizer) belongs to the next character.
             first = chunk_start + start
             last = min(chunk_start + max(end, start + 1), chunk_end)
             span_owners = owners[first:last]
             trained = sorted({owner for owner in span_owners if owner != _UNTRAINED})
             if trained:
-                _reject_overrun(span_owners, tokenizer, token_id, text, first, last, sample_id)
+                _reject_straddling(span_owners, tokenizer, token_id, text, first, last, sample_id)
                 for owner in trained:
                     trained_counts[owner] += 1
             input_ids.append(token_id)
@@ -107,17 +112,6 @@ def _chunks(text: str) -> Iterator[tuple[int, int] | None]:
         position += len(chunk)
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[tuple[int, tuple[int, int]]]:
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelError(
-            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; llava-kit needs "
-            "character offsets to build the loss mask",
-            hint="load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)",
-        )
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return list(zip(encoding["input_ids"], encoding["offset_mapping"]))
-
-
 def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """[bos] if the tokenizer adds a BOS by itself (as Llama does), else []."""
     bos = tokenizer.bos_token_id
@@ -127,7 +121,7 @@ def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return [bos] if probe[:1] == [bos] else []
 
 
-def _reject_overrun(
+def _reject_straddling(
     span_owners: list[int],
     tokenizer: PreTrainedTokenizerBase,
     token_id: int,
@@ -136,17 +130,22 @@ def _reject_overrun(
     last: int,
     sample_id: str,
 ) -> None:
-    """A trained token must not run past the end of a trained piece into untrained text:
-    training it would teach the model to write the template's next role prefix."""
-    first_trained = next(i for i, owner in enumerate(span_owners) if owner != _UNTRAINED)
-    if _UNTRAINED in span_owners[first_trained:]:
-        piece = tokenizer.convert_ids_to_tokens(token_id)
-        raise DataError(
-            f"sample {sample_id!r}: token {piece!r} (text {text[first:last]!r}) runs past the "
-            "end of a trained answer into untrained template text; the chat template and the "
-            "tokenizer disagree on where answers end",
-            hint=_MISMATCH_HINT,
-        )
+    """A trained token must lie inside a trained piece. Reaching back into the prompt, it
+    would be a token the generation prompt already holds part of (generation could never
+    produce it); running past the end, it would teach the model to write the template's
+    next role prefix."""
+    if span_owners[0] == _UNTRAINED:
+        problem = "starts in the prompt before a trained answer"
+    elif _UNTRAINED in span_owners:
+        problem = "runs past the end of a trained answer into untrained template text"
+    else:
+        return
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    raise DataError(
+        f"sample {sample_id!r}: token {piece!r} (text {text[first:last]!r}) {problem}; the "
+        "chat template and the tokenizer disagree on where answers start and end",
+        hint=_MISMATCH_HINT,
+    )
 
 
 def _reject_untrained(

@@ -226,6 +226,45 @@ def test_score_file_reads_question_id_or_pid(sqa_root: Path, tmp_path: Path) -> 
     assert scored.table["SOC"] == 100.0 and scored.table["LAN"] == 0.0
 
 
+def test_score_file_reads_the_reference_scorers_result_file(sqa_root: Path, tmp_path: Path) -> None:
+    # eval_science_qa.py --output-result: indented JSON; "FAILED" where it had no answer.
+    result = {
+        "acc": 20.0, "correct": 1, "count": 5, "results": {"t1": 0, "t2": 1, "t3": -1, "t4": -1},
+        "outputs": {"t1": "A", "t2": "The answer is B.", "t3": "FAILED", "t4": "FAILED",
+                    "t5": "B. hat"},
+    }
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(result, indent=2))
+    scored = score_file(path, sqa_root, "test")
+    # The texts are scored again; the file's own results ("t5" missing there) are not used.
+    assert scored.results == {"t1": 0, "t2": 1, "t3": -1, "t4": -1, "t5": 1}
+    assert scored.outputs["t3"] == "FAILED"
+
+
+def test_score_file_reads_the_reference_answer_jsonl(sqa_root: Path, tmp_path: Path) -> None:
+    # model_vqa_science.py: the answer text is already stripped; the extra keys are ignored.
+    lines = [json.dumps({"question_id": pid, "prompt": "Question: ...", "text": text,
+                         "answer_id": f"id{pid}", "model_id": "llava-13b", "metadata": {}})
+             for pid, text in [("t1", "A"), ("t2", "The answer is B.")]]
+    scored = score_file(write_jsonl(tmp_path / "answers.jsonl", lines), sqa_root, "test")
+    assert (scored.results["t1"], scored.results["t2"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [([], "'outputs' must be a JSON object"), ({"t1": 3}, r"outputs\['t1'\] must be a string"),
+     ({"r1": "A"}, r"1 prediction id\(s\) are not in split 'test'")],
+)
+def test_a_bad_result_file_names_the_key(
+    sqa_root: Path, tmp_path: Path, outputs: object, message: str
+) -> None:
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"acc": 0, "correct": 0, "count": 0, "results": {},
+                                "outputs": outputs}))
+    with pytest.raises(DataError, match=message):
+        score_file(path, sqa_root, "test")
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [

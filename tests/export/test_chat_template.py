@@ -6,6 +6,8 @@ import pytest
 
 from llava_kit.export.chat_template import jinja_chat_template
 from llava_kit.templates.base import Message
+from llava_kit.templates.chatml import ChatMLDirectTemplate
+from llava_kit.templates.llama2 import LlavaLlama2Template, MistralInstructTemplate
 from llava_kit.templates.plain import PlainTemplate
 from llava_kit.templates.vicuna import LlavaV1Template, V0Template, V1Template
 
@@ -26,8 +28,10 @@ def our_messages(first: str) -> list[Message]:
             Message("user", "And the circle?")]
 
 
-@pytest.mark.parametrize("template", [V0Template(), V1Template(), LlavaV1Template()],
-                         ids=lambda t: t.name)
+@pytest.mark.parametrize("template", [
+    V0Template(), V1Template(), LlavaV1Template(), LlavaLlama2Template(),
+    MistralInstructTemplate(), ChatMLDirectTemplate(),
+], ids=lambda t: t.name)
 @pytest.mark.parametrize(("position", "first"), [
     ("image_first", f"<image>\n<image>\n{QUESTION}"),
     ("question_first", f"{QUESTION}\n<image>\n<image>"),

@@ -206,15 +206,6 @@ def test_trust_remote_code_is_off_by_default_and_passed_everywhere(
     assert all(kwargs.get("trust_remote_code") is expected for _, kwargs in loader_calls)
 
 
-@pytest.mark.parametrize("use_fast", [True, False])
-def test_use_fast_tokenizer_is_passed_to_the_tokenizer_loader(
-    tiny_llama_dir: Path, loader_calls: Calls, use_fast: bool
-) -> None:
-    _load(path=str(tiny_llama_dir), use_fast_tokenizer=use_fast)
-    (kwargs,) = [kwargs for name, kwargs in loader_calls if name == "AutoTokenizer.from_pretrained"]
-    assert kwargs["use_fast"] is use_fast
-
-
 # --- pad token -------------------------------------------------------------------
 
 

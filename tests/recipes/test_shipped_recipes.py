@@ -119,3 +119,17 @@ def test_missing_scienceqa_says_where_to_get_it(tmp_path, monkeypatch) -> None:
         instantiate(stage.data).load()
     assert "lupantech/ScienceQA" in (info.value.hint or "")
     assert "data.root" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "legacy"),
+    [("paper_pretrain_cc595k.yaml", True), ("paper_finetune_instruct158k.yaml", True),
+     ("paper_scienceqa.yaml", True), ("llava15_pretrain.yaml", None),
+     ("llava15_finetune.yaml", None), ("llava15_finetune_lora.yaml", None)],
+)
+def test_vicuna_recipes_tokenize_as_the_reference(name: str, legacy: bool | None) -> None:
+    # The reference loads Vicuna's tokenizer with use_fast=False; v1.3's config names no
+    # legacy mode, so it ran in legacy mode; v1.5's runs use the mode its config names.
+    options = load_recipe(RECIPES / name).model.llm.options
+    assert options.use_fast_tokenizer is False
+    assert options.tokenizer_legacy is legacy

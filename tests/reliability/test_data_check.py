@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from llava_kit.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.formats.scienceqa import ScienceQAFormat, ScienceQAOptions
 from llava_kit.datacheck import check_recipe
 from llava_kit.datacheck.budget import visual_tokens_per_image
+from llava_kit.datacheck.policy import preflight
 from llava_kit.datacheck.samples import first_answer_position
+from llava_kit.errors import DataError
 from llava_kit.recipes import validate_recipe
 
 
@@ -65,6 +69,21 @@ def test_fast_path_checks_existence_only_and_the_full_check_decodes(
     assert check_recipe(recipe, decode_images=False).errors == []
     errors = check_recipe(recipe, decode_images=True).errors
     assert [(p.kind, p.sample_id) for p in errors] == [("unreadable_image", "s3")]
+
+
+def test_an_answer_holding_the_stop_string_is_a_bad_sample_named_by_id(
+    tmp_path: Path, sqa: Path, kit: SimpleNamespace
+) -> None:
+    records = kit.good_records(8)
+    records[2]["conversations"][1]["value"] = "It is blue.</s> And red."
+    raw = kit.llava_recipe(sqa, tmp_path, records)  # the v1 template: answers close with </s>
+    report = check_recipe(validate_recipe(raw), decode_images=False)
+    assert [(p.kind, p.sample_id) for p in report.errors] == [("stop_in_answer", "s2")]
+    assert "answer 1 contains '</s>'" in report.errors[0].message
+    assert "answers holding the text that ends an answer" in report.render()
+    assert report.ids_to_drop("stages.pretrain") == {"s2"}  # what on_bad_sample: skip leaves out
+    with pytest.raises(DataError, match="sample 's2': answer 1 contains"):
+        preflight(validate_recipe(raw))
 
 
 def test_skip_policy_trains_on_the_rest_and_lists_what_it_skipped(

@@ -161,20 +161,20 @@ def test_several_images_each_take_one_position(tiny_tokenizer: PreTrainedTokeniz
     assert [result.labels[i] for i in image_positions] == [IGNORE_INDEX] * 3
 
 
-def test_a_token_reaching_back_into_untrained_text_is_trained(
+def test_a_token_reaching_back_into_the_prompt_is_a_mismatch(
     tiny_tokenizer: PreTrainedTokenizerFast,
 ) -> None:
+    # Generation from "Q: The d" could never produce "▁dog": the prompt already holds "▁d".
     segments = [Segment("Q: The d", False), Segment("og runs.", True)]
-    result = tokenize_conversation(segments, tiny_tokenizer, sample_id="s1")
-    pieces = tiny_tokenizer.convert_ids_to_tokens(result.input_ids)
-    trained = [piece for piece, label in zip(pieces, result.labels) if label != IGNORE_INDEX]
-    assert trained == ["▁dog", "▁runs", "."]
+    expected = r"sample 's1': token '▁dog' \(text ' dog'\) starts in the prompt"
+    with pytest.raises(DataError, match=expected):
+        tokenize_conversation(segments, tiny_tokenizer, sample_id="s1")
 
 
 def test_a_token_running_past_a_trained_answer_is_a_mismatch(
     tiny_tokenizer: PreTrainedTokenizerFast,
 ) -> None:
-    segments = [Segment("Q: hi ", False), Segment("The do", True), Segment("g runs.", False)]
+    segments = [Segment("Q: hi", False), Segment(" The do", True), Segment("g runs.", False)]
     expected = r"sample 'coco-42': token '▁dog' \(text ' dog'\) runs past"
     with pytest.raises(DataError, match=expected):
         tokenize_conversation(segments, tiny_tokenizer, sample_id="coco-42")
@@ -211,7 +211,7 @@ def test_a_conversation_without_trained_text_is_rejected(
 def test_a_trained_piece_without_tokens_is_rejected(
     trained_text: str, tiny_tokenizer: PreTrainedTokenizerFast
 ) -> None:
-    segments = [Segment("Look: ", False), Segment(trained_text, True), Segment("The dog.", True)]
+    segments = [Segment("Look:", False), Segment(trained_text, True), Segment(" The dog.", True)]
     expected = f"sample 'x10': the trained text {trained_text!r} produced no"
     with pytest.raises(DataError, match=expected):
         tokenize_conversation(segments, tiny_tokenizer, sample_id="x10")
@@ -222,7 +222,7 @@ def test_no_bos_when_the_tokenizer_adds_none(tiny_tokenizer_dir: Path) -> None:
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="$A", pair="$A $B"
     )
-    segments = [Segment("<image>\nQ: hi ", False), Segment("The dog.", True)]
+    segments = [Segment("<image>\nQ: hi", False), Segment(" The dog.", True)]
     result = tokenize_conversation(segments, tokenizer, sample_id="s1")
     assert result.input_ids[0] == IMAGE_TOKEN_ID
     assert tokenizer.bos_token_id not in result.input_ids
@@ -244,11 +244,11 @@ def test_tokenize_prompt_matches_the_reference_layout(
     assert two_images == [bos, IMAGE_TOKEN_ID, IMAGE_TOKEN_ID]
 
 
-def test_a_slow_tokenizer_is_refused() -> None:
+def test_a_slow_tokenizer_without_sentencepiece_is_refused() -> None:
     class SlowTokenizer:
         is_fast = False
         bos_token_id = None
 
-    segments = [Segment("Q: ", False), Segment("A.", True)]
-    with pytest.raises(ModelError, match="SlowTokenizer is not a fast tokenizer"):
+    segments = [Segment("Q:", False), Segment(" A.", True)]
+    with pytest.raises(ModelError, match="SlowTokenizer is neither a fast nor a SentencePiece"):
         tokenize_conversation(segments, SlowTokenizer(), sample_id="s1")  # type: ignore[arg-type]

@@ -35,10 +35,11 @@ def test_v0_renders_the_speaker_and_signal_layout() -> None:
         "### Human: What color?\n### Assistant: Brown.\n###"
     )
     assert segments == [
-        Segment(f"{V0_SYSTEM}\n\n### Human: <image>\nWhat is it?\n### Assistant: ", False),
-        Segment("A dog.\n###", True),
-        Segment(" Human: What color?\n### Assistant: ", False),
-        Segment("Brown.\n###", True),
+        # The space after the role is trained: generation from the prompt writes it.
+        Segment(f"{V0_SYSTEM}\n\n### Human: <image>\nWhat is it?\n### Assistant:", False),
+        Segment(" A dog.\n###", True),
+        Segment(" Human: What color?\n### Assistant:", False),
+        Segment(" Brown.\n###", True),
     ]
 
 
@@ -49,10 +50,10 @@ def test_v1_renders_user_assistant_rounds_closed_by_eos() -> None:
         "USER: What color? ASSISTANT: Brown.</s>"
     )
     assert segments == [
-        Segment(f"{V1_SYSTEM} USER: <image>\nWhat is it? ASSISTANT: ", False),
-        Segment("A dog.</s>", True),
-        Segment("USER: What color? ASSISTANT: ", False),
-        Segment("Brown.</s>", True),
+        Segment(f"{V1_SYSTEM} USER: <image>\nWhat is it? ASSISTANT:", False),
+        Segment(" A dog.</s>", True),
+        Segment("USER: What color? ASSISTANT:", False),
+        Segment(" Brown.</s>", True),
     ]
 
 
