@@ -6,7 +6,9 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-Kind = Literal["encoder", "connector", "llm", "data_format", "template", "evaluator"]
+Kind = Literal[
+    "encoder", "connector", "llm", "data_format", "template", "evaluator", "tracker"
+]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 

@@ -2,16 +2,20 @@
 
 The path of a run: ``training_run`` checks the data and opens the run directory as its one
 writer, ``train_stages`` trains (per-epoch evaluation plugs into the stage loop as a hook),
-then rank 0 runs the recipe's evaluations and writes report.md.
+then rank 0 runs the recipe's evaluations and writes report.md. On rank 0 every metric
+record goes to metrics.jsonl and the recipe's trackers (``trackers/``), which also get the
+results and the report's files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llava_kit.evaluators.suite import evaluate_model
+from llava_kit.trackers.run_trackers import open_trackers
 from llava_kit.train.distributed import barrier
 from llava_kit.train.hooks import StageHook, StageLoop, StepEnd
 from llava_kit.train.report import StageSummary, write_report
@@ -50,10 +54,16 @@ class EpochEvaluation(StageHook):
 
 def run_recipe(
     recipe: "Recipe", *, recipe_yaml: str, run_dir: Path, resume: bool = False,
-    evaluate: bool = True,
+    evaluate: bool = True, tracker_group: str | None = None,
 ) -> RunResult:
-    """Train and (unless ``evaluate`` is off) evaluate ``recipe`` into ``run_dir``."""
-    with training_run(recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=resume) as (ctx, model):
+    """Train and (unless ``evaluate`` is off) evaluate ``recipe`` into ``run_dir``.
+
+    ``tracker_group`` groups the run's tracker runs with others (a grid's cells)."""
+    with training_run(recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=resume) as (
+        ctx, model,
+    ), open_trackers(ctx, tracker_group) as trackers:
+        if trackers is not None:  # rank 0: metrics.jsonl and the recipe's trackers
+            ctx = dataclasses.replace(ctx, metrics=trackers)
 
         def stage_hooks(name: str) -> list[StageHook]:
             wanted = evaluate and recipe.eval and recipe.stages[name].eval_every_epoch
@@ -72,6 +82,10 @@ def run_recipe(
             suite = evaluate_model(recipe, model, run_dir)
             result.metrics = suite.metrics
             sections = suite.report_sections
-        write_report(run_dir, recipe_name=recipe.name, stages=summaries, sections=sections,
-                     metrics_path=ctx.layout.metrics)
+        report = write_report(run_dir, recipe_name=recipe.name, stages=summaries,
+                              sections=sections, metrics_path=ctx.layout.metrics)
+        if trackers is not None:
+            layout = ctx.layout
+            trackers.results(summaries, result.metrics,
+                             [layout.resolved_recipe, report, layout.loss_plot])
         return result

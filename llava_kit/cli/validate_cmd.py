@@ -49,6 +49,8 @@ def summary_lines(recipe: Recipe) -> list[str]:
     if recipe.eval:
         lines.append("eval")
         lines += [f"  {name:<{width}} {spec.name}" for name, spec in recipe.eval.items()]
+    if recipe.runtime.trackers:
+        lines.append(f"trackers {', '.join(spec.name for spec in recipe.runtime.trackers)}")
     return lines
 
 

@@ -72,9 +72,14 @@ def stage_keys(recipe: "Recipe", versions: dict[str, str] | None = None) -> dict
 
 
 def cell_key(recipe: "Recipe", versions: dict[str, str] | None = None) -> str:
-    """The whole cell: every stage plus evaluation settings (not the name or output dir)."""
+    """The whole cell: every stage plus evaluation settings and trackers (not the name,
+    output dir or progress lines)."""
     versions = package_versions() if versions is None else versions
     dumped = recipe.model_dump(mode="json", exclude={"name", "description"})
     dumped["runtime"].pop("output_dir", None)
     dumped["runtime"].pop("log_every", None)
+    # A cell given trackers runs again (its stages reused) so that its tracker runs exist;
+    # without any, the key is the one cells had before trackers existed.
+    if not dumped["runtime"].get("trackers"):
+        dumped["runtime"].pop("trackers", None)
     return digest({"recipe": dumped, "versions": versions})

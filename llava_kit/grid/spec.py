@@ -38,6 +38,7 @@ class Cell:
     name: str
     overrides: dict[str, Any]
     recipe: Recipe
+    grid: str | None = None  # the grid's name: the group of the cells' tracker runs
 
 
 @dataclass
@@ -109,7 +110,7 @@ def load_grid(path: Path | str) -> Grid:
     raw_base = resolve_raw(base)
     for cell_name, overrides in expand_cells(data, label):
         recipe = validate_cell(raw_base, cell_name, {**common, **overrides}, label)
-        grid.cells.append(Cell(cell_name, overrides, recipe))
+        grid.cells.append(Cell(cell_name, overrides, recipe, grid=name))
     return grid
 
 

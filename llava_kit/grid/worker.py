@@ -146,7 +146,8 @@ def _train_and_evaluate(cell: Cell, run_dir: Path) -> dict[str, dict[str, float]
 
     ensure_demo_data(cell.recipe)
     recipe_yaml = recipe_to_yaml(cell.recipe)
-    return run_recipe(cell.recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True).metrics
+    return run_recipe(cell.recipe, recipe_yaml=recipe_yaml, run_dir=run_dir, resume=True,
+                      tracker_group=cell.grid).metrics
 
 
 def _stage_outcomes(cell: Cell, run_dir: Path, reused: set[str]) -> dict[str, str]:

@@ -53,6 +53,8 @@ def register_data_formats(register: Register) -> None:
 
 @hookimpl
 def register_templates(register: Register) -> None:
+    from llava_kit.templates.chatml import ChatMLDirectTemplate
+    from llava_kit.templates.llama2 import LlavaLlama2Template, MistralInstructTemplate
     from llava_kit.templates.plain import PlainTemplate
     from llava_kit.templates.vicuna import LlavaV1Template, V0Template, V1Template
 
@@ -60,6 +62,9 @@ def register_templates(register: Register) -> None:
     register("v0", V0Template)
     register("v1", V1Template)
     register("llava_v1", LlavaV1Template)
+    register("llava_llama_2", LlavaLlama2Template)
+    register("mistral_instruct", MistralInstructTemplate)
+    register("chatml_direct", ChatMLDirectTemplate)
 
 
 @hookimpl
@@ -70,3 +75,17 @@ def register_evaluators(register: Register) -> None:
     from llava_kit.evaluators.llava_bench import LlavaBenchEvaluator
 
     register("llava_bench", LlavaBenchEvaluator)
+
+
+@hookimpl
+def register_trackers(register: Register) -> None:
+    # Each tool is imported when its tracker starts: registering needs none of them.
+    from llava_kit.trackers.jsonl import JsonlTracker
+    from llava_kit.trackers.mlflow_tracker import MlflowTracker
+    from llava_kit.trackers.tensorboard_tracker import TensorBoardTracker
+    from llava_kit.trackers.wandb_tracker import WandbTracker
+
+    register("jsonl", JsonlTracker)
+    register("tensorboard", TensorBoardTracker)
+    register("wandb", WandbTracker)
+    register("mlflow", MlflowTracker)

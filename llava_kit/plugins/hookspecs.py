@@ -53,6 +53,11 @@ def register_evaluators(register: Register) -> None:
     """Register evaluators (subclasses of llava_kit.evaluators.Evaluator)."""
 
 
+@hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment trackers (subclasses of llava_kit.trackers.Tracker)."""
+
+
 HOOK_KINDS: dict[str, str] = {
     "register_encoders": "encoder",
     "register_connectors": "connector",
@@ -60,6 +65,7 @@ HOOK_KINDS: dict[str, str] = {
     "register_data_formats": "data_format",
     "register_templates": "template",
     "register_evaluators": "evaluator",
+    "register_trackers": "tracker",
 }
 
 RegisterFn = Callable[..., Any]

@@ -8,6 +8,7 @@ from llava_kit.recipes.component_spec import (
     EvaluatorSpec,
     LLMSpec,
     TemplateSpec,
+    TrackerSpec,
 )
 from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS
 from llava_kit.recipes.loader import load_recipe, recipe_to_yaml, resolve_raw, validate_recipe
@@ -42,6 +43,7 @@ __all__ = [
     "RuntimeSpec",
     "StageSpec",
     "TemplateSpec",
+    "TrackerSpec",
     "apply_overrides",
     "load_recipe",
     "recipe_to_yaml",

@@ -158,6 +158,36 @@ class EvaluatorSpec(ComponentSpec):
     kind: ClassVar[Kind] = "evaluator"
 
 
+class TrackerSpec(ComponentSpec):
+    kind: ClassVar[Kind] = "tracker"
+
+    @classmethod
+    def _validate_options(
+        cls, entry: ComponentEntry, name: str, given: dict[str, Any], name_loc: tuple[str, ...]
+    ) -> Options:
+        from llava_kit.trackers.base import Tracker
+
+        component = entry.component
+        if not issubclass(component, Tracker):
+            raise field_problem(
+                name_loc,
+                f"tracker {name!r} from package {entry.package} is not a llava_kit.trackers."
+                "Tracker; this is a bug in that plugin",
+                name,
+            )
+        # Refused here, at validate time, rather than when the run is hours in.
+        missing = component.missing_modules()
+        if missing:
+            command = component.install or f"pip install {' '.join(missing)}"
+            raise field_problem(
+                name_loc,
+                f"tracker {name!r} needs {', '.join(missing)}, which is not installed; "
+                f"install it with: {command}",
+                name,
+            )
+        return super()._validate_options(entry, name, given, name_loc)
+
+
 def _registry_from(context: Any) -> Registry:
     if isinstance(context, Mapping) and context.get("registry") is not None:
         return context["registry"]

@@ -22,6 +22,7 @@ from llava_kit.recipes.component_spec import (
     EvaluatorSpec,
     LLMSpec,
     TemplateSpec,
+    TrackerSpec,
 )
 from llava_kit.recipes.deepspeed_presets import DEEPSPEED_PRESETS, NO_DEEPSPEED
 from llava_kit.recipes.problems import (
@@ -192,6 +193,24 @@ class RuntimeSpec(RecipeSection):
     feature_cache: Path | None = None
     # torch.compile the LLM (worth it on a GPU for long runs; compiling takes minutes).
     compile: bool = False
+    # Experiment trackers the run also logs to (metrics.jsonl is always written), e.g.
+    # [tensorboard, {name: wandb, project: llava, mode: offline}].
+    trackers: list[TrackerSpec] = Field(default_factory=list)
+
+    @field_validator("trackers")
+    @classmethod
+    def _each_tracker_once(cls, trackers: list[TrackerSpec]) -> list[TrackerSpec]:
+        seen: set[str] = set()
+        details = []
+        for index, tracker in enumerate(trackers):
+            if tracker.name in seen:
+                details.append(problem_details(
+                    (index,), f"{tracker.name!r} is listed twice; list each tracker once",
+                    tracker.name))
+            seen.add(tracker.name)
+        if details:
+            raise problems_error(details)
+        return trackers
 
     @field_validator("deepspeed", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llava_kit.train.distributed import DistributedContext
-from llava_kit.train.metrics import MetricsLogger
+from llava_kit.train.metrics import MetricsLog
 from llava_kit.train.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class RunContext:
     dist: DistributedContext
     device: torch.device
     precision: str
-    metrics: MetricsLogger
+    metrics: MetricsLog
     resume: bool
     # runtime.on_bad_sample: skip -> stage name -> ids the data check found bad.
     skipped: dict[str, frozenset[str]] | None = None

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llava_kit.errors import LlavaKitError
 from llava_kit.json_io import read_text
@@ -20,6 +20,12 @@ from llava_kit.json_io import read_text
 logger = logging.getLogger("llava_kit")
 
 _TAIL_BYTES = 1 << 20  # far longer than any one record
+
+
+class MetricsLog(Protocol):
+    """Where a run's records go: metrics.jsonl alone, or with the run's trackers."""
+
+    def log(self, record: dict[str, Any]) -> None: ...
 
 
 class MetricsLogger:

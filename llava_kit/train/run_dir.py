@@ -128,6 +128,20 @@ class RunDir:
         return self.root / "logs" / "slurm"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files (``runtime.trackers: [tensorboard]``)."""
+        return self.root / "tensorboard"
+
+    @property
+    def wandb(self) -> Path:
+        """wandb's own folder (offline runs to sync); wandb names it, inside the root."""
+        return self.root / "wandb"
+
+    def tracker_state(self, name: str) -> Path:
+        """What tracker ``name`` keeps between the starts of this run (its tool's run id)."""
+        return self.root / "trackers" / f"{name}.json"
+
+    @property
     def results(self) -> Path:
         """The folder evaluators write their files to."""
         return self.root / "results"

@@ -44,6 +44,9 @@ def test_plugins_command_lists_it_under_its_own_package() -> None:
     }, {
         "kind": "data_format", "name": "qa_jsonl", "package": PACKAGE,
         "description": "Question-answer pairs, one JSON object per line, each with at most one image.",
+    }, {
+        "kind": "tracker", "name": "csv_metrics", "package": PACKAGE,
+        "description": "Every metric point as a row (step, metric, value) of a CSV file in the run directory.",
     }]
     assert not [row for row in rows if "error" in row and row["package"] == PACKAGE]
 

@@ -43,7 +43,7 @@ def test_defaults(registry, toy_recipe) -> None:
         "seed": 42, "device": "auto", "precision": "auto", "deepspeed": "none", "output_dir": None,
         "num_workers": 0, "log_every": None, "demo_data": None,
         "on_bad_sample": "error", "on_nan": "stop",
-        "feature_cache": None, "compile": False,
+        "feature_cache": None, "compile": False, "trackers": [],
     }
     assert recipe.eval == {}
 
@@ -131,7 +131,7 @@ def test_null_deepspeed_means_none(registry, toy_recipe) -> None:
         ("nmae", "x", "nmae: unknown key; did you mean 'name'?"),
         ("stages.pretrain.epochz", 2, "stages.pretrain.epochz: unknown key; did you mean 'epochs'?"),
         ("runtime.zzz", 1, "runtime.zzz: unknown key; valid keys here: seed, device, precision, deepspeed, "
-         "output_dir, num_workers, log_every, demo_data, on_bad_sample, on_nan, feature_cache, compile"),
+         "output_dir, num_workers, log_every, demo_data, on_bad_sample, on_nan, feature_cache, compile, ..."),
         ("stages.pretrain.enabled", "maybe", "stages.pretrain.enabled: must be a valid boolean, got 'maybe'"),
         ("model.template", None, "model.template: must be a template name or a mapping with 'name' and "
          "its options, got None (NoneType)"),

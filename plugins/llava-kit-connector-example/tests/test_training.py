@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ from llava_kit.pipeline import run_recipe
 from llava_kit.train.run_dir import RunDir
 
 from llava_kit_connector_example.avgpool import AvgPoolMLPConnector
+from llava_kit_connector_example.csv_tracker import CsvTracker
 
 
 def tiny_recipe(data: Path) -> dict:
@@ -30,9 +32,11 @@ def tiny_recipe(data: Path) -> dict:
 
 
 def test_the_entry_point_registers_the_connector_under_the_package_name() -> None:
-    entry = build_registry().get("connector", "avgpool2x2_mlp")
+    registry = build_registry()
+    entry = registry.get("connector", "avgpool2x2_mlp")
     assert entry.component is AvgPoolMLPConnector
     assert entry.package == "llava-kit-connector-example"
+    assert registry.get("tracker", "csv_metrics").component is CsvTracker
 
 
 def test_one_step_per_stage_through_run_recipe(synth_data: Path, tmp_path: Path) -> None:
@@ -40,7 +44,8 @@ def test_one_step_per_stage_through_run_recipe(synth_data: Path, tmp_path: Path)
     path.write_text(yaml.safe_dump(tiny_recipe(synth_data), sort_keys=False))
     # The encoder keeps its CLS token in front of the 4x4 grid; the connector keeps it too.
     recipe = load_recipe(path, ["model.encoder.select_feature=cls_patch",
-                                "model.connector.cls_token=keep"])
+                                "model.connector.cls_token=keep",
+                                "runtime.trackers=[csv_metrics]"])
     assert build_model(recipe.model).num_visual_tokens == 1 + 2 * 2
     run_dir = run_recipe(recipe, recipe_yaml=path.read_text(), run_dir=tmp_path / "run",
                          evaluate=False).run_dir
@@ -55,3 +60,9 @@ def test_one_step_per_stage_through_run_recipe(synth_data: Path, tmp_path: Path)
     steps = [r for r in records if "loss" in r]
     assert [r["stage"] for r in steps] == ["pretrain", "finetune"]
     assert all(math.isfinite(r["loss"]) for r in steps)
+    # The plugin's tracker: each stage's loss, the stages end to end on one step axis.
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = {(row["metric"], int(row["step"])): float(row["value"])
+                for row in csv.DictReader(handle)}
+    assert rows[("pretrain/loss", 1)] == steps[0]["loss"]
+    assert rows[("finetune/loss", 2)] == steps[1]["loss"]

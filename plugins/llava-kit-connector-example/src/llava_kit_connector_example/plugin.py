@@ -21,3 +21,10 @@ def register_data_formats(register: Register) -> None:
     from llava_kit_connector_example.qa_jsonl import QAJsonlFormat
 
     register("qa_jsonl", QAJsonlFormat)
+
+
+@hookimpl
+def register_trackers(register: Register) -> None:
+    from llava_kit_connector_example.csv_tracker import CsvTracker
+
+    register("csv_metrics", CsvTracker)
