@@ -67,7 +67,7 @@ def main() -> None:
         ])
         torch.manual_seed(0)
         model = build_model(recipe.model)
-        template = build_template(recipe.model.template)
+        template = build_template(recipe.model.template, model.tokenizer)
         prompts = test_prompts(data, args.questions)
         with_images = sum(1 for item in prompts if item.images)
 

@@ -100,7 +100,7 @@ def job_data_loading() -> dict[str, Any]:
     model = build_model(recipe.model)
     stage = recipe.stages["finetune"]
     samples = instantiate(stage.data).load()
-    tokenized = tokenize_samples(samples, build_template(recipe.model.template), model.tokenizer)
+    tokenized = tokenize_samples(samples, build_template(recipe.model.template, model.tokenizer), model.tokenizer)
     dataset = ConversationDataset(tokenized, model.encoder.preprocess)
     collator = Collator(model.num_visual_tokens, model.tokenizer.pad_token_id,
                         recipe.model.max_length, "right")
@@ -122,7 +122,7 @@ def job_eval(limit: int) -> dict[str, Any]:
     recipe = _demo_recipe("finetune", {}, {})
     torch.manual_seed(0)
     model = build_model(recipe.model).eval()
-    template = build_template(recipe.model.template)
+    template = build_template(recipe.model.template, model.tokenizer)
     samples = ScienceQAFormat(ScienceQAOptions(
         root=str(ROOT / "demo_data/scienceqa"), split="test", prompt_format="QCM-A", limit=limit,
     )).load()

@@ -66,7 +66,7 @@ def open_model(directory: str | Path, *, device: "DeviceChoice | None" = None) -
             "`llava-kit export RUN_DIR --format llava-kit --out DIR`",
         )
     model = model.to(resolve_device(device or recipe.runtime.device))
-    return OpenedModel(directory, recipe_file, recipe, model, build_template(recipe.answer_template))
+    return OpenedModel(directory, recipe_file, recipe, model, build_template(recipe.answer_template, model.tokenizer))
 
 
 def load(directory: str | Path, *, device: "DeviceChoice | None" = None) -> "LlavaModel":

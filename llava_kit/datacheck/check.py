@@ -41,7 +41,7 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
         if loaded is None:
             continue
         try:
-            template = build_template(stage.template or recipe.model.template)
+            template = build_template(stage.template or recipe.model.template, tokenizer)
             check_template_fits(template, tokenizer)
         except LlavaKitError as exc:
             report.add("unusable_data", where, "model.template", None, exc.message)

@@ -32,7 +32,7 @@ class SuiteResult:
 
 def evaluate_model(recipe: "Recipe", model: "LlavaModel", run_dir: Path) -> SuiteResult:
     """Run every evaluation of ``recipe`` on ``model``; files go under ``run_dir``'s results."""
-    template = build_template(recipe.answer_template)
+    template = build_template(recipe.answer_template, model.tokenizer)
     suite = SuiteResult()
     for name, spec in recipe.eval.items():
         evaluator = instantiate(spec)

@@ -83,7 +83,7 @@ def export_hf_llava(model: "LlavaModel", recipe: "Recipe", out: Path) -> list[st
         hf.save_pretrained(out)
     spec = recipe.answer_template
     chat_template = matching_chat_template(
-        build_template(spec), recipe.model.image_position, model.tokenizer, tokenizer, image_id
+        build_template(spec, model.tokenizer), recipe.model.image_position, model.tokenizer, tokenizer, image_id
     )
     notes = []
     if chat_template is None:

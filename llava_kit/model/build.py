@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from transformers import PreTrainedTokenizerBase
+
 from llava_kit.connectors.base import Connector
 from llava_kit.encoders.base import VisionEncoder
 from llava_kit.llms.base import LanguageModel
@@ -28,5 +30,7 @@ def build_model(model: "ModelSpec") -> LlavaModel:
     return LlavaModel(encoder, connector, loaded.model, loaded.tokenizer)
 
 
-def build_template(spec: "ComponentSpec") -> ChatTemplate:
-    return instantiate(spec)
+def build_template(spec: "ComponentSpec", tokenizer: PreTrainedTokenizerBase) -> ChatTemplate:
+    """The template ``spec`` names, as it renders for ``tokenizer``."""
+    template: ChatTemplate = instantiate(spec)
+    return template.for_tokenizer(tokenizer)

@@ -54,6 +54,7 @@ def register_data_formats(register: Register) -> None:
 @hookimpl
 def register_templates(register: Register) -> None:
     from llava_kit.templates.chatml import ChatMLDirectTemplate
+    from llava_kit.templates.hf_chat import HfChatTemplate
     from llava_kit.templates.llama2 import LlavaLlama2Template, MistralInstructTemplate
     from llava_kit.templates.plain import PlainTemplate
     from llava_kit.templates.vicuna import LlavaV1Template, V0Template, V1Template
@@ -65,6 +66,7 @@ def register_templates(register: Register) -> None:
     register("llava_llama_2", LlavaLlama2Template)
     register("mistral_instruct", MistralInstructTemplate)
     register("chatml_direct", ChatMLDirectTemplate)
+    register("hf_chat", HfChatTemplate)
 
 
 @hookimpl

@@ -59,6 +59,11 @@ class ChatTemplate(ABC):
     def render_prompt(self, messages: Sequence[Message]) -> str:
         """The text a model continues to answer the last user message."""
 
+    def for_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> ChatTemplate:
+        """This template as it renders for ``tokenizer`` (every template is built through
+        this; one made from the tokenizer's own chat template reads it here)."""
+        return self
+
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Raise DataError if this tokenizer cannot represent the template faithfully."""
 

@@ -112,13 +112,14 @@ def _chunks(text: str) -> Iterator[tuple[int, int] | None]:
         position += len(chunk)
 
 
-def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """[bos] if the tokenizer adds a BOS by itself (as Llama does), else []."""
+def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer puts a BOS token first by itself (as Llama's do)."""
     bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return [bos] if probe[:1] == [bos] else []
+    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+
+
+def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    return [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
 
 
 def _reject_straddling(

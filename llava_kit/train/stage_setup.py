@@ -82,7 +82,7 @@ def stage_dataset(
     ctx: RunContext, model: LlavaModel, name: str, stage: "StageSpec"
 ) -> ConversationDataset:
     recipe = ctx.recipe
-    template = build_template(stage.template or recipe.model.template)
+    template = build_template(stage.template or recipe.model.template, model.tokenizer)
     skip = (ctx.skipped or {}).get(name)
     if skip is None:
         samples = instantiate(stage.data).load()

@@ -1,12 +1,15 @@
 """`llava-kit chat` end to end on a tiny trained run: --prompt mode, the interactive loop
-driven through stdin, and the session's history and images."""
+driven through stdin, the session's history and images, and a run trained with ``hf_chat``
+(a local tokenizer carrying its own chat template) prompted with that same template."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from llava_kit.chat import ChatSession
@@ -138,3 +141,40 @@ def test_fusion_connector_chats_through_the_same_session(tmp_path, chat_data, im
     assert "".join(streamed).strip() == answer
     session.ask("And then?")  # the second turn still carries the image to the fusion layers
     assert len(session.messages) == 4
+
+
+ZEPHYR_LIKE = (
+    "{% for m in messages %}{{ '### ' + m['role'] + ':\\n' + m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### assistant:\\n' }}{% endif %}"
+)
+
+
+def test_hf_chat_trains_and_chats_with_the_tokenizers_template(
+    tmp_path: Path, chat_data: Path, image_path: Path, make_run
+) -> None:
+    folder = tmp_path / "chat_tokenizer"
+    shutil.copytree(chat_data / "tokenizer", folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = ZEPHYR_LIKE
+    tokenizer.save_pretrained(folder)
+
+    def edit(raw: dict) -> None:
+        raw["model"]["llm"]["tokenizer"] = str(folder)
+        raw["model"]["template"] = "hf_chat"  # stage 2; stage 1 keeps plain
+
+    run_dir = make_run(tmp_path, chat_data, edit)
+    opened = open_model(run_dir)
+    question = [Message("user", "<image>\nWhat is shown?")]
+    assert opened.template.render_prompt(question) == tokenizer.apply_chat_template(
+        [{"role": "user", "content": "<image>\nWhat is shown?"}], tokenize=False,
+        add_generation_prompt=True)
+    assert opened.template.stop_strings == (tokenizer.eos_token,)
+
+    result = invoke(["chat", str(run_dir), "--image", str(image_path), "--prompt", "What is shown?",
+                     "--max-new-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    item = PromptItem("q", question, [image_path])
+    expected = generate_answers(opened.model, opened.template, [item], max_new_tokens=8,
+                                progress=False)["q"]
+    assert result.stdout.strip() == expected

@@ -32,7 +32,7 @@ def test_score_mode_predicts_the_generated_letters(perf_data: Path, train, tmp_p
     raw["stages"]["finetune"].update(epochs=30, batch={"global_size": 8, "micro_size": 8})
     recipe = validate_recipe(raw)
     model, _ = train(recipe, tmp_path / "run")
-    template = build_template(recipe.model.template)
+    template = build_template(recipe.model.template, model.tokenizer)
     generated = evaluate(EvalContext(model, template, tmp_path / "gen", "gen"), perf_data, "generate")
     scored = evaluate(EvalContext(model, template, tmp_path / "score", "score"), perf_data, "score")
     texts = generated["outputs"]
