@@ -109,6 +109,41 @@ def scienceqa_command(
     )
 
 
+@eval_app.command("lmms")
+def lmms_command(
+    run: Path = typer.Argument(..., help="A finished run directory or a llava-kit export."),
+    tasks: str = typer.Option(..., "--tasks", help="Comma-separated lmms-eval task names."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Documents per task."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1,
+                                       help="For tasks that set none."),
+    include_path: list[Path] = typer.Option([], "--include-path",
+                                            help="A folder of task YAMLs (repeatable)."),
+    local_data: Path = typer.Option(Path("demo_data/lmms"), "--local-data",
+                                    help="Where llava-kit's local tasks are generated."),
+    interface: str = typer.Option("simple", "--interface", help="simple or chat."),
+    name: str = typer.Option("lmms", "--name", help="Names the results folder and report section."),
+    force: bool = typer.Option(False, "--force", help="Replace this name's earlier results."),
+) -> None:
+    """lmms-eval tasks (the LLaVA-1.5 suite, or llava-kit's local ones) on a run."""
+    from llava_kit.errors import LlavaKitError
+    from llava_kit.lmms.command import evaluate_run, print_outcome
+    from llava_kit.lmms.runner import TaskRun
+    from llava_kit.train.run_dir import RunDir
+
+    if interface not in ("simple", "chat"):
+        raise LlavaKitError(f"--interface {interface!r} is not simple or chat")
+    names = [task.strip() for task in tasks.split(",") if task.strip()]
+    if not names:
+        raise LlavaKitError("--tasks names no task",
+                            hint="e.g. --tasks llava_kit_pope,llava_kit_mme")
+    settings = TaskRun(tasks=names, include_path=include_path, local_data=local_data, limit=limit,
+                       batch_size=batch_size, max_new_tokens=max_new_tokens,
+                       interface=interface)  # type: ignore[arg-type]
+    outcome, files = evaluate_run(run, settings, name=name, force=force)
+    print_outcome(outcome, files, RunDir(run).report)
+
+
 def _evaluate_run(run: Path, split: str | None, root: Path | None, force: bool) -> None:
     from llava_kit.errors import LlavaKitError
     from llava_kit.evaluators.base import EvalContext, refuse_overwrite

@@ -24,6 +24,9 @@ class EvalContext:
     template: "ChatTemplate"
     run_dir: Path
     name: str
+    # Where the model was trained to see the image (``model.image_position``), for
+    # evaluators that lay out prompts of their own.
+    image_position: str = "image_first"
 
     @property
     def results_dir(self) -> Path:

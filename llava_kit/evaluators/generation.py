@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal, NamedTuple, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Iterator, Literal, NamedTuple, Sequence, get_args
 
 import torch
 from PIL import Image
@@ -35,15 +35,17 @@ BLANK_COLOUR = (128, 128, 128)
 
 class PromptItem(NamedTuple):
     """One question to answer: the conversation so far (ending with a user message) and
-    the images its ``<image>`` markers refer to, in order."""
+    the images its ``<image>`` markers refer to, in order (files, or images in memory)."""
 
     id: str
     messages: Sequence[Message]
-    images: Sequence[Path] = ()
+    images: Sequence[Path | Image.Image] = ()
 
 
 @dataclass(frozen=True)
-class _Tokenized:
+class TokenizedPrompt:
+    """A prompt's token ids, one ``IMAGE_TOKEN_ID`` per image."""
+
     item: PromptItem
     input_ids: list[int]
     length: int  # after each image marker is expanded to the visual tokens
@@ -81,7 +83,7 @@ def generate_answers(
             "the tokenizer has no pad token, so prompts cannot be batched",
             hint="load the LLM through hf_causal_lm, which sets one (or set its pad_token option)",
         )
-    tokenized = [_tokenize(item, template, model) for item in prompts]
+    tokenized = [tokenize_item(item, template, model) for item in prompts]
     # Longest first: an out-of-memory batch shows up at the start, not after an hour.
     ordered = sorted(tokenized, key=lambda entry: entry.length, reverse=True)
     answers: dict[str, str] = {}
@@ -125,7 +127,8 @@ def _check_unique_ids(prompts: Sequence[PromptItem]) -> None:
         seen.add(item.id)
 
 
-def _tokenize(item: PromptItem, template: ChatTemplate, model: "LlavaModel") -> _Tokenized:
+def tokenize_item(item: PromptItem, template: ChatTemplate, model: "LlavaModel") -> TokenizedPrompt:
+    """The rendered prompt's token ids; DataError unless it has one marker per image."""
     input_ids = tokenize_prompt(template.render_prompt(item.messages), model.tokenizer)
     markers = input_ids.count(IMAGE_TOKEN_ID)
     if markers != len(item.images):
@@ -134,11 +137,10 @@ def _tokenize(item: PromptItem, template: ChatTemplate, model: "LlavaModel") -> 
             f"{len(item.images)} image(s) were given",
             hint="put exactly one <image> in the messages for each image of the prompt",
         )
-    length = len(input_ids) + markers * (model.num_visual_tokens - 1)
-    return _Tokenized(item, input_ids, length)
+    return TokenizedPrompt(item, input_ids, expanded_length(input_ids, model))
 
 
-def _batches(entries: list[_Tokenized], size: int) -> Iterator[list[_Tokenized]]:
+def _batches(entries: list[TokenizedPrompt], size: int) -> Iterator[list[TokenizedPrompt]]:
     for start in range(0, len(entries), size):
         yield entries[start : start + size]
 
@@ -146,7 +148,7 @@ def _batches(entries: list[_Tokenized], size: int) -> Iterator[list[_Tokenized]]
 def _generate_batch(
     model: "LlavaModel",
     template: ChatTemplate,
-    batch: list[_Tokenized],
+    batch: list[TokenizedPrompt],
     max_new_tokens: int,
     temperature: float,
     image_override: ImageOverride | None,
@@ -157,35 +159,70 @@ def _generate_batch(
         example: Example = {"id": entry.item.id, "input_ids": entry.input_ids}
         if entry.item.images:
             example["pixel_values"] = torch.stack(
-                [_pixels(model, path, entry.item.id, image_override) for path in entry.item.images]
+                [preprocess_image(model, image, entry.item.id, image_override)
+                 for image in entry.item.images]
             )
         examples.append(example)
-    collate = Collator(
-        num_visual_tokens=model.num_visual_tokens,
-        pad_token_id=model.tokenizer.pad_token_id,
-        # Never truncate a prompt: cutting its end would remove the assistant prefix.
-        max_length=max(entry.length for entry in batch),
-        padding_side="left",
-    )
-    collated = collate(examples)
-    device = model.device
-    pixel_values = collated["pixel_values"]
-    new_tokens = model.generate(
-        collated["input_ids"].to(device),
-        collated["attention_mask"].to(device),
-        pixel_values.to(device) if pixel_values is not None else None,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        stop_strings=tuple(template.stop_strings),
+    new_tokens = generate_new_tokens(
+        model, template, examples, max_new_tokens=max_new_tokens, temperature=temperature
     )
     texts = model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [cut_at_stop(text, template.stop_strings) for text in texts]
 
 
-def _pixels(
-    model: "LlavaModel", path: Path, prompt_id: str, image_override: ImageOverride | None
+def generate_new_tokens(
+    model: "LlavaModel",
+    template: ChatTemplate,
+    examples: Sequence[Example],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    **generate_kwargs: Any,
 ) -> torch.Tensor:
-    image = load_image(Path(path), sample_id=prompt_id)
+    """New token ids [B, <= max_new_tokens] of one left-padded batch of prompts (token ids
+    with one ``IMAGE_TOKEN_ID`` per image, and their preprocessed images).
+
+    The one call into the model that evaluators and the server share, so that a served
+    greedy answer is the evaluators' answer. ``generate_kwargs`` go to ``generate``
+    (a server's per-row stopping criteria).
+    """
+    collate = Collator(
+        num_visual_tokens=model.num_visual_tokens,
+        pad_token_id=model.tokenizer.pad_token_id,
+        # Never truncate a prompt: cutting its end would remove the assistant prefix.
+        max_length=max(expanded_length(example["input_ids"], model) for example in examples),
+        padding_side="left",
+    )
+    collated = collate(examples)
+    device = model.device
+    pixel_values = collated["pixel_values"]
+    return model.generate(
+        collated["input_ids"].to(device),
+        collated["attention_mask"].to(device),
+        pixel_values.to(device) if pixel_values is not None else None,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop_strings=tuple(template.stop_strings),
+        **generate_kwargs,
+    )
+
+
+def expanded_length(input_ids: Sequence[int], model: "LlavaModel") -> int:
+    """A prompt's length once each image marker is expanded to the visual tokens."""
+    return len(input_ids) + input_ids.count(IMAGE_TOKEN_ID) * (model.num_visual_tokens - 1)
+
+
+def preprocess_image(
+    model: "LlavaModel", source: Path | Image.Image, prompt_id: str,
+    image_override: ImageOverride | None = None,
+) -> torch.Tensor:
+    """One prompt image as the model's encoder takes it; file errors name the prompt."""
+    if isinstance(source, Image.Image):
+        image = source.convert("RGB")  # decoded by the caller (lmms-eval's tasks)
+    else:
+        image = load_image(Path(source), sample_id=prompt_id)
     if image_override == "blank":
         image = blank_like(image)
     return model.encoder.preprocess(image)

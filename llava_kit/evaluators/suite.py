@@ -36,5 +36,6 @@ def evaluate_model(recipe: "Recipe", model: "LlavaModel", run_dir: Path) -> Suit
     suite = SuiteResult()
     for name, spec in recipe.eval.items():
         evaluator = instantiate(spec)
-        suite.results[name] = evaluator.evaluate(EvalContext(model, template, run_dir, name))
+        context = EvalContext(model, template, run_dir, name, recipe.model.image_position)
+        suite.results[name] = evaluator.evaluate(context)
     return suite

@@ -77,6 +77,10 @@ def register_evaluators(register: Register) -> None:
     from llava_kit.evaluators.llava_bench import LlavaBenchEvaluator
 
     register("llava_bench", LlavaBenchEvaluator)
+    # lmms-eval itself is imported only when the evaluation runs (the optional lmms extra).
+    from llava_kit.lmms.evaluator import LmmsEvalEvaluator
+
+    register("lmms_eval", LmmsEvalEvaluator)
 
 
 @hookimpl
