@@ -33,7 +33,7 @@ class StopFilter:
             self._send(buffer[: min(hits)])
             self._held, self.stopped = "", True
             return
-        keep = _open_stop_suffix(buffer, self._stops)
+        keep = open_stop_suffix(buffer, self._stops)
         self._send(buffer[: len(buffer) - keep])
         self._held = buffer[len(buffer) - keep :]
 
@@ -49,7 +49,7 @@ class StopFilter:
             self._emit(piece)
 
 
-def _open_stop_suffix(text: str, stops: Sequence[str]) -> int:
+def open_stop_suffix(text: str, stops: Sequence[str]) -> int:
     """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
     longest = 0
     for stop in stops:

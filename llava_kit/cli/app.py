@@ -20,12 +20,12 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     from llava_kit.cli import (
-        chat_cmd, data_cmd, eval_cmd, export_cmd, grid_cmd, plan_cmd, plugins_cmd, run_cmd,
-        validate_cmd,
+        chat_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, grid_cmd, plan_cmd, plugins_cmd,
+        run_cmd, serve_cmd, validate_cmd,
     )
 
     for module in (run_cmd, validate_cmd, data_cmd, plugins_cmd, grid_cmd, plan_cmd, eval_cmd,
-                   chat_cmd, export_cmd):
+                   chat_cmd, export_cmd, serve_cmd, demo_cmd):
         module.register(app)
 
 

@@ -28,6 +28,10 @@ def export(
 
     console = Console()
     notes = export_run(run_dir, fmt.value, out)
+    if fmt is Format.hf_llava:
+        from llava_kit.export.engines import serving_engine_notes
+
+        notes += serving_engine_notes(out)
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f"[green]exported[/green] ({fmt.value}): {out}", highlight=False)

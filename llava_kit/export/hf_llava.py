@@ -101,6 +101,9 @@ def export_hf_llava(model: "LlavaModel", recipe: "Recipe", out: Path) -> list[st
         num_additional_image_tokens=1,  # CLIP's CLS token; "default" drops it again
     )
     processor.save_pretrained(out)
+    # transformers 5 nests the image processor in processor_config.json; serving engines
+    # built on transformers 4 read it from a file of its own.
+    processor.image_processor.save_pretrained(out)
     return notes
 
 
