@@ -124,10 +124,17 @@ def lmms_command(
     interface: str = typer.Option("simple", "--interface", help="simple or chat."),
     name: str = typer.Option("lmms", "--name", help="Names the results folder and report section."),
     force: bool = typer.Option(False, "--force", help="Replace this name's earlier results."),
+    judge_url: str | None = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible base URL of the judge, for judged tasks."
+    ),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="The judge model."),
+    judge_key_env: str | None = typer.Option(
+        None, "--judge-key-env", help="NAME of the environment variable holding the judge's key."
+    ),
 ) -> None:
     """lmms-eval tasks (the LLaVA-1.5 suite, or llava-kit's local ones) on a run."""
     from llava_kit.errors import LlavaKitError
-    from llava_kit.lmms.command import evaluate_run, print_outcome
+    from llava_kit.lmms.command import evaluate_run, judge_settings, print_outcome
     from llava_kit.lmms.runner import TaskRun
     from llava_kit.train.run_dir import RunDir
 
@@ -139,7 +146,8 @@ def lmms_command(
                             hint="e.g. --tasks llava_kit_pope,llava_kit_mme")
     settings = TaskRun(tasks=names, include_path=include_path, local_data=local_data, limit=limit,
                        batch_size=batch_size, max_new_tokens=max_new_tokens,
-                       interface=interface)  # type: ignore[arg-type]
+                       interface=interface,  # type: ignore[arg-type]
+                       judge=judge_settings(judge_url, judge_model, judge_key_env))
     outcome, files = evaluate_run(run, settings, name=name, force=force)
     print_outcome(outcome, files, RunDir(run).report)
 

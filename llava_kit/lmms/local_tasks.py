@@ -1,5 +1,6 @@
-"""llava-kit's local lmms-eval tasks: small synthetic POPE, MME and TextVQA-style sets in
-the real datasets' schemas, generated on first use, so the suite runs offline.
+"""llava-kit's local lmms-eval tasks: small synthetic POPE, MME, TextVQA-style and
+LLaVA-Bench-in-the-wild-style sets in the real datasets' schemas, generated on first use,
+so the suite runs offline (the judged one asks the judge it is given).
 
 Each task's rows are drawn shape scenes (``llava_kit.demo.drawing``) whose questions the
 image answers. They are written with ``datasets``' ``save_to_disk`` (the image column holds
@@ -16,11 +17,19 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llava_kit.demo.drawing import COLOURS, SHAPE_KINDS, NUMBER_WORDS, Scene, Shape, draw_scene
+from llava_kit.demo.drawing import (
+    COLOURS,
+    NUMBER_WORDS,
+    SHAPE_KINDS,
+    Scene,
+    Shape,
+    caption,
+    draw_scene,
+)
 from llava_kit.errors import DataError
 
 SHIPPED_TASKS = Path(__file__).parent / "tasks"
@@ -34,7 +43,14 @@ class LocalTask:
     folder: str  # its data folder, under the local tasks' folder
     base: str  # the shipped YAML it includes
     split: str
+    judged: bool = False  # scored by a judge model, which the evaluation must be given
+    # Task-file keys over the shipped YAML's (each replaces that key whole).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
+
+# The synthetic references are a sentence or two; the shipped YAML's budget suits real ones.
+_SHORT_ANSWERS = {"generation_kwargs": {"max_new_tokens": 64, "temperature": 0,
+                                        "do_sample": False, "num_beams": 1}}
 
 LOCAL_TASKS: dict[str, LocalTask] = {
     task.name: task for task in (
@@ -42,19 +58,25 @@ LOCAL_TASKS: dict[str, LocalTask] = {
         LocalTask("llava_kit_pope_mc", "pope", "pope_mc.yaml", "test"),
         LocalTask("llava_kit_mme", "mme", "mme.yaml", "test"),
         LocalTask("llava_kit_textvqa", "textvqa", "textvqa.yaml", "validation"),
+        LocalTask("llava_kit_llava_bench", "llava_bench", "llava_bench.yaml", "test",
+                  judged=True, overrides=_SHORT_ANSWERS),
     )
 }
+JUDGED_LOCAL_TASKS = tuple(name for name, task in LOCAL_TASKS.items() if task.judged)
 
 
 def ensure_local_tasks(out_dir: Path, seed: int = 0) -> Path:
     """The folder holding every local task's data and task file, generated when missing.
 
     A folder this generator finished is read as it is (its task files are rewritten, so
-    they name this installation's YAMLs); one it left half-written is redone; any other
-    non-empty folder is refused."""
+    they name this installation's YAMLs); one it left half-written, or finished before a
+    task was added, is redone (the same seed gives the same rows); any other non-empty
+    folder is refused."""
     out_dir = Path(out_dir)
     marker = out_dir / GENERATED_MARKER
-    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("complete"):
+    folders = {task.folder for task in LOCAL_TASKS.values()}
+    complete = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("complete")
+    if complete and all((out_dir / name).is_dir() for name in folders):
         _write_task_files(out_dir)
         return out_dir
     if out_dir.exists() and not out_dir.is_dir():
@@ -66,7 +88,7 @@ def ensure_local_tasks(out_dir: Path, seed: int = 0) -> Path:
             f"{GENERATED_MARKER}); refusing to write into it",
             hint="choose an empty or new folder for them",
         )
-    for name in {task.folder for task in LOCAL_TASKS.values()}:
+    for name in folders:
         shutil.rmtree(out_dir / name, ignore_errors=True)  # a half-written earlier try
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_marker(marker, seed, complete=False)
@@ -74,6 +96,7 @@ def ensure_local_tasks(out_dir: Path, seed: int = 0) -> Path:
     _save(out_dir / "pope", "test", _pope_rows(rng, 24))
     _save(out_dir / "mme", "test", _mme_rows(rng, 3))
     _save(out_dir / "textvqa", "validation", _textvqa_rows(rng, 16))
+    _save(out_dir / "llava_bench", "test", _llava_bench_rows(rng, 12))
     _write_task_files(out_dir)
     _write_marker(marker, seed, complete=True)
     return out_dir
@@ -92,6 +115,7 @@ def _write_task_files(out_dir: Path) -> None:
             f"include: {json.dumps(str(SHIPPED_TASKS / task.base))}\n"
             f"task: {task.name}\n"
             f"dataset_path: {json.dumps(str((out_dir / task.folder).resolve()))}\n"
+            + "".join(f"{key}: {json.dumps(value)}\n" for key, value in task.overrides.items())
         )
         (out_dir / f"{task.name}.yaml").write_text(text, encoding="utf-8")
 
@@ -206,5 +230,36 @@ def _textvqa_rows(rng: random.Random, n: int) -> list[dict[str, Any]]:
             "question": f"what colour is the {kind}?", "image": draw_scene(_single(kind, colour)),
             "image_width": 64, "image_height": 64, "answers": answers, "ocr_tokens": [],
             "image_classes": [kind], "set_name": "val",
+        })
+    return rows
+
+
+def _llava_bench_rows(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """LLaVA-Bench-in-the-wild's schema: a question per row about a captioned image, the
+    reference answer (``gpt_answer``) the judge compares the model's with, and the
+    category, cycling conv, detail, complex so any first rows hold all three."""
+    rows = []
+    for index in range(n):
+        kind, colour = rng.choice(SHAPE_KINDS), rng.choice(list(COLOURS))
+        count = rng.randint(1, 3)
+        scene = _row(kind, count, colour)
+        described = caption(scene)
+        plural = kind if count == 1 else f"{kind}s"
+        category = ("conv", "detail", "complex")[index % 3]
+        if category == "conv":
+            question = f"What colour is the {kind} in the image?"
+            answer = f"The {plural} in the image {'is' if count == 1 else 'are'} {colour}."
+        elif category == "detail":
+            question = "Describe the image in detail."
+            answer = (f"The image shows {described} on a plain white background. Nothing "
+                      f"else is drawn.")
+        else:
+            question = f"If one more {kind} were drawn, how many {kind}s would there be?"
+            answer = (f"There {'is' if count == 1 else 'are'} {NUMBER_WORDS[count - 1]} "
+                      f"{plural} now, so there would be {count + 1}.")
+        rows.append({
+            "question_id": str(index), "question": question, "image": draw_scene(scene),
+            "caption": described, "gpt_answer": answer, "category": category,
+            "image_id": f"synthetic_{index:04d}",
         })
     return rows

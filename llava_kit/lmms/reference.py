@@ -20,7 +20,7 @@ class BenchmarkSource:
     benchmark: str
     metric: str  # lmms-eval's metric name in the task's results
     scale: float  # times the metric gives the reference's unit
-    needs_judge: bool = False  # scored by a GPT judge (lmms-eval's llm_judge)
+    needs_judge: bool = False  # scored by a GPT judge (lmms-eval's llm_judge, or llava-kit's)
     submission_only: bool = False  # scored by the benchmark's server from a submission file
 
 
@@ -46,4 +46,5 @@ SOURCES: dict[str, BenchmarkSource] = {
     "llava_kit_pope": BenchmarkSource("POPE", "pope_f1_score", 100),
     "llava_kit_mme": BenchmarkSource("MME", "mme_perception_score", 1),
     "llava_kit_textvqa": BenchmarkSource("TextVQA", "exact_match", 100),
+    "llava_kit_llava_bench": BenchmarkSource("LLaVA-W", "relative", 1, needs_judge=True),
 }

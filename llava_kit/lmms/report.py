@@ -26,6 +26,14 @@ def section(name: str, outcome: TaskResults, results_file: Path | None = None) -
     lines = [_begin(name), f"## lmms-eval: {name}\n", f"Tasks: {listed}."]
     if results_file is not None:
         lines.append(f"lmms-eval's results: `{results_file}`.")
+    judge = outcome.results.get("judge")
+    if judge is not None:
+        lines.append(f"Judge: `{judge['model']}` at {judge['url']} ({judge['reviewed']} "
+                     "review(s); relative score = the model's mean score / the reference "
+                     "answers' x 100).")
+        if judge["failed"]:
+            lines.append(f"{judge['failed']} question(s) got no judge reply and are left out "
+                         "of the scores.")
     if any(task in LOCAL_TASKS for task in tasks):
         lines.append("Tasks named `llava_kit_*` run on llava-kit's small synthetic data: "
                      "their numbers check the pipeline and are not comparable with the "

@@ -1,11 +1,13 @@
 """lmms-eval's tasks on a llava-kit model in memory: its programmatic entry
 (``simple_evaluate``) with the model handed over, nothing loaded twice.
 
-Before anything runs, every task name is checked against the tasks lmms-eval indexes
-(its own, the ``include_path`` folders', and llava-kit's local tasks, generated when
-asked for). While it runs, lmms-eval sees one process (it shards documents by the
-``RANK``/``WORLD_SIZE`` a training run's rank 0 still carries) and leaves the random
-generators as it found them (it seeds them itself; a run evaluated per epoch trains on).
+Before anything runs (``prepare_tasks``, before the model is even opened), every task
+name is checked against the tasks lmms-eval indexes (its own, the ``include_path``
+folders', and llava-kit's local tasks, generated when asked for), and a task scored by
+llava-kit's judge is refused unless a judge is set. While it runs, lmms-eval sees one
+process (it shards documents by the ``RANK``/``WORLD_SIZE`` a training run's rank 0 still
+carries) and leaves the random generators as it found them (it seeds them itself; a run
+evaluated per epoch trains on), and the judged tasks ask the run's judge.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from llava_kit.atomic_files import atomic_write_text
 from llava_kit.errors import LlavaKitError
 from llava_kit.lmms import require_lmms_eval
+from llava_kit.lmms.judge import JudgeSession, JudgeSettings, judging
 from llava_kit.lmms.local_tasks import LOCAL_TASKS, ensure_local_tasks
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 
 Interface = Literal["simple", "chat"]
 RESULTS_FILE = "results.json"
+REVIEWS_FILE = "judge_reviews.jsonl"
+# The module whose scoring asks llava-kit's judge: a task whose YAML names it is judged.
+JUDGED_SCORING = "llava_kit.lmms.llava_bench_task."
 
 
 @dataclass(frozen=True)
@@ -47,16 +53,19 @@ class TaskRun:
     batch_size: int = 16
     max_new_tokens: int = 128  # for tasks that set none
     interface: Interface = "simple"
+    judge: JudgeSettings | None = None  # for judged tasks
 
 
 @dataclass
 class TaskResults:
-    """lmms-eval's results (its ``results``, ``configs``, ``versions``, ...), each task's
-    samples, and the numeric metrics as ``<task>/<metric>``."""
+    """lmms-eval's results (its ``results``, ``configs``, ``versions``, ..., and the
+    ``judge`` when one scored), each task's samples, the numeric metrics as
+    ``<task>/<metric>``, and the judge's reviews."""
 
     results: dict[str, Any]
     samples: dict[str, list[dict[str, Any]]]
     metrics: dict[str, float] = field(default_factory=dict)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, folder: Path) -> dict[str, Path]:
         """``results.json`` and ``samples_<task>.jsonl`` per task; their paths by name."""
@@ -71,37 +80,72 @@ class TaskResults:
             atomic_write_text(files[task], "".join(
                 json.dumps(sample, default=handle_non_serializable, ensure_ascii=False) + "\n"
                 for sample in samples))
+        if self.reviews:
+            files["judge"] = folder / REVIEWS_FILE
+            atomic_write_text(files["judge"], "".join(
+                json.dumps(review, ensure_ascii=False) + "\n" for review in self.reviews))
         return files
 
 
-def run_tasks(
-    model: "LlavaModel", template: "ChatTemplate", run: TaskRun,
-    image_position: "ImagePosition" = "image_first",
-) -> TaskResults:
-    require_lmms_eval()
-    from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.tasks import TaskManager
+@dataclass(frozen=True)
+class PreparedTasks:
+    """lmms-eval's task index with every task checked, and the judge of the judged ones."""
 
-    from llava_kit.lmms.chat_model import LlavaKitChatLMM
-    from llava_kit.lmms.model import LlavaKitLMM
+    manager: Any
+    judge: JudgeSession | None
+
+
+def prepare_tasks(run: TaskRun) -> PreparedTasks:
+    """Everything a user can get wrong about the tasks, found before the model is touched."""
+    require_lmms_eval()
+    from lmms_eval.tasks import TaskManager
 
     include = [_folder(path) for path in run.include_path]
     if any(task in LOCAL_TASKS for task in run.tasks):
         include.append(ensure_local_tasks(run.local_data))
     manager = TaskManager("WARNING", include_path=[str(path) for path in include] or None)
     _check_tasks(run, manager)
+    judged = _judged_tasks(run.tasks, manager)
+    if not judged:
+        return PreparedTasks(manager, None)
+    if run.judge is None:
+        raise LlavaKitError(
+            f"task {', '.join(repr(task) for task in judged)} is scored by a judge model, and "
+            "no judge is set",
+            hint="give --judge-url URL --judge-model MODEL (and --judge-key-env VAR when the "
+            "server needs a key); in a recipe, the lmms_eval evaluation's judge_url, "
+            "judge_model and judge_key_env. Any OpenAI-compatible server will do",
+        )
+    return PreparedTasks(manager, JudgeSession(run.judge))
+
+
+def run_tasks(
+    model: "LlavaModel", template: "ChatTemplate", run: TaskRun,
+    image_position: "ImagePosition" = "image_first", prepared: PreparedTasks | None = None,
+) -> TaskResults:
+    from lmms_eval.evaluator import simple_evaluate
+
+    from llava_kit.lmms.chat_model import LlavaKitChatLMM
+    from llava_kit.lmms.model import LlavaKitLMM
+
+    prepared = prepared if prepared is not None else prepare_tasks(run)
     model_class = LlavaKitChatLMM if run.interface == "chat" else LlavaKitLMM
     lm = model_class.for_model(model, template, image_position=image_position,
                                batch_size=run.batch_size, max_new_tokens=run.max_new_tokens)
-    with _one_process(), _random_state_kept():
+    with _one_process(), _random_state_kept(), judging(prepared.judge):
         results = simple_evaluate(
             model=lm, tasks=list(run.tasks), limit=run.limit, batch_size=run.batch_size,
-            task_manager=manager, bootstrap_iters=0, log_samples=True, verbosity="WARNING",
+            task_manager=prepared.manager, bootstrap_iters=0, log_samples=True,
+            verbosity="WARNING",
         )
     if results is None:
         raise LlavaKitError("lmms-eval returned no results", hint="run again with --debug")
     samples = results.pop("samples", {})
-    return TaskResults(results, samples, flat_metrics(results))
+    reviews: list[dict[str, Any]] = []
+    if prepared.judge is not None:
+        results["judge"] = prepared.judge.summary()
+        reviews = prepared.judge.records()
+    return TaskResults(results, samples, flat_metrics(results), reviews)
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -154,6 +198,23 @@ def _check_tasks(run: TaskRun, manager: Any) -> None:
             f"limit {run.limit} is odd: MME scores each image's yes and no question together",
             hint="give an even limit",
         )
+
+
+def _judged_tasks(tasks: Sequence[str], manager: Any) -> list[str]:
+    """The tasks whose YAML (its includes too) scores with llava-kit's judge."""
+    from lmms_eval.utils import load_yaml_config
+
+    judged = []
+    for task in tasks:
+        entry = manager.task_index.get(task, {})
+        path = entry.get("yaml_path")
+        if entry.get("type") != "task" or not isinstance(path, str):
+            continue
+        # Read as lmms-eval indexes: a function is kept as its YAML node, naming it.
+        scoring = load_yaml_config(path, mode="simple").get("process_results")
+        if str(getattr(scoring, "value", scoring)).startswith(JUDGED_SCORING):
+            judged.append(task)
+    return judged
 
 
 @contextlib.contextmanager
