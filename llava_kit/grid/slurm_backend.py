@@ -9,7 +9,6 @@ The job ids live in ``<grid dir>/slurm_jobs.json``. States come from ``squeue
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from llava_kit.errors import LlavaKitError
 from llava_kit.grid.executor import LOGS_DIR
 from llava_kit.grid.plan import CellPlan, read_cell_record
 from llava_kit.grid.resources import Resources
+from llava_kit.grid.slurm_commands import slurm_command
 from llava_kit.grid.slurm_jobs import cell_jobs
 from llava_kit.grid.slurm_options import SlurmOptions, job_resources
 
@@ -47,7 +47,7 @@ class SlurmBackend:
         return dict(json.loads(self.jobs_file.read_text()))
 
     def state(self, job_id: str) -> str:
-        result = _slurm("squeue", "--states=all", "-h", "-j", job_id, "-o", "%T", check=False)
+        result = slurm_command("squeue", "--states=all", "-h", "-j", job_id, "-o", "%T", check=False)
         return result.stdout.strip().split("\n")[0] or ENDED
 
     def submit(self, plans: list[CellPlan]) -> dict[str, str]:
@@ -83,7 +83,7 @@ class SlurmBackend:
         """Cancel the grid's queued and running jobs; the cells cancelled."""
         live = {cell: job for cell, job in self.job_ids().items() if self.state(job) in ACTIVE}
         if live:
-            _slurm("scancel", *live.values())
+            slurm_command("scancel", *live.values())
         return list(live)
 
     def _entry(self, cell: str) -> object:
@@ -122,11 +122,6 @@ def submit_job(entry: object, logs: Path, name: str, resources: Resources,
         ) from None
 
 
-def requeue(job_id: str) -> None:
-    """Put a running job back in the queue (SLURM ends its tasks and starts it again later)."""
-    _slurm("scontrol", "requeue", job_id)
-
-
 def _import_submitit() -> Any:
     try:
         import submitit
@@ -134,14 +129,3 @@ def _import_submitit() -> Any:
         raise LlavaKitError("--executor slurm needs the submitit package",
                             hint='pip install "llava-kit[slurm]"') from None
     return submitit
-
-
-def _slurm(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise LlavaKitError(f"{command[0]} not found: this machine is not a SLURM client",
-                            hint="run the grid from a SLURM login node, or drop --executor slurm") from None
-    if check and result.returncode != 0:
-        raise LlavaKitError(f"{' '.join(command)}: {result.stderr.strip()}")
-    return result

@@ -100,7 +100,7 @@ def _after_stop(signal_name: str, message: str, rank: int) -> None:
     if signal_name != WARNING_SIGNAL.name:
         raise LlavaKitError(message)
     if rank == 0:
-        from llava_kit.grid.slurm_backend import requeue
+        from llava_kit.grid.slurm_commands import requeue
 
         job = os.environ["SLURM_JOB_ID"]
         log.info("%s; requeueing job %s", message, job)

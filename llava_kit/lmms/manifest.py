@@ -16,7 +16,7 @@ CHAT_MODEL_ID = "llava_kit_chat"
 
 def llava_kit_models() -> list[ModelManifest]:
     return [
-        ModelManifest(model_id=MODEL_ID, simple_class_path="llava_kit.lmms.model.LlavaKitLMM"),
+        ModelManifest(model_id=MODEL_ID, simple_class_path="llava_kit.lmms.run_models.RunLMM"),
         ModelManifest(model_id=CHAT_MODEL_ID,
-                      chat_class_path="llava_kit.lmms.chat_model.LlavaKitChatLMM"),
+                      chat_class_path="llava_kit.lmms.run_models.RunChatLMM"),
     ]

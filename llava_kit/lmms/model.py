@@ -2,11 +2,9 @@
 lmms-eval's ``generate_until``, ``loglikelihood`` and ``generate_until_multi_round``
 requests.
 
-From lmms-eval's command line: ``--model llava_kit --model_args pretrained=RUN_DIR`` (with
-optional ``device``, ``batch_size``, ``max_new_tokens``); the model is opened through
-``llava_kit.loading.open_model``, so every connector, plugins' included, loads as it
-trained, LoRA merged. llava-kit's own commands wrap a model already in memory instead
-(``LlavaKitLMM.for_model``), a training run's live model included.
+``LlavaKitLMM.for_model`` wraps a model already in memory (llava-kit's own commands, a
+training run's live model included); lmms-eval's command line opens a run directory through
+``run_models.py``.
 
 Answers come from ``llava_kit.evaluators.generation``: length-sorted, left-padded batches
 decoded greedily, the same texts at every batch size. Requests are taken a window of
@@ -36,9 +34,6 @@ if TYPE_CHECKING:
 # Requests whose images are decoded at once, in batches: the rest wait as dataset rows.
 WINDOW_BATCHES = 8
 DEFAULT_MAX_NEW_TOKENS = 128  # the reference's model_vqa default, for tasks that set none
-_MODEL_ARGS = (
-    "pretrained=RUN_DIR and optionally device=auto|cpu|cuda, batch_size=N, max_new_tokens=N"
-)
 
 
 @dataclass(frozen=True)
@@ -52,31 +47,9 @@ class AnswerJob:
 
 
 class LlavaKitLMM(lmms):
-    """A llava-kit run directory or export, as an lmms-eval model."""
+    """A llava-kit model in memory, as an lmms-eval model."""
 
     is_simple = True
-
-    def __init__(
-        self,
-        pretrained: str | None = None,
-        device: str | None = None,
-        batch_size: int | str = 16,
-        max_new_tokens: int | str = DEFAULT_MAX_NEW_TOKENS,
-        **unknown: Any,
-    ) -> None:
-        super().__init__()
-        if unknown:
-            raise LlavaKitError(
-                f"model_args {', '.join(sorted(unknown))}: not an option of llava-kit's model",
-                hint=f"give {_MODEL_ARGS}",
-            )
-        if not pretrained:
-            raise LlavaKitError("model_args has no pretrained=", hint=f"give {_MODEL_ARGS}")
-        from llava_kit.loading import open_model
-
-        opened = open_model(pretrained, device=_device_choice(device))
-        self._setup(opened.model, opened.template, opened.recipe.model.image_position,
-                    _whole(batch_size, "batch_size"), _whole(max_new_tokens, "max_new_tokens"))
 
     @classmethod
     def for_model(
@@ -236,22 +209,3 @@ class LlavaKitLMM(lmms):
 def _windows(members: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(members), size):
         yield members[start : start + size]
-
-
-def _device_choice(device: str | None) -> Any:
-    """lmms-eval's ``--device`` (``cuda:0`` included) as llava-kit's device rule takes it."""
-    if device is None:
-        return None
-    choice = device.split(":")[0]
-    if choice not in ("auto", "cpu", "cuda"):
-        raise LlavaKitError(f"device {device!r} is not auto, cpu or cuda",
-                            hint="pass --device cpu, cuda or auto")
-    return choice
-
-
-def _whole(value: int | str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise LlavaKitError(f"model_args {name}={value!r} is not a whole number",
-                            hint=f"give {name} as a number, e.g. {name}=16") from None

@@ -61,19 +61,18 @@ def test_the_demo_run_is_evaluated_offline_into_its_results_and_report(
 def test_lmms_eval_finds_the_model_through_its_entry_point(lmms_run: Path) -> None:
     from lmms_eval.models import get_model
 
-    from llava_kit.lmms.chat_model import LlavaKitChatLMM
-    from llava_kit.lmms.model import LlavaKitLMM
+    from llava_kit.lmms.run_models import RunChatLMM, RunLMM
 
-    assert get_model("llava_kit") is LlavaKitLMM
-    assert get_model("llava_kit_chat") is LlavaKitChatLMM
+    assert get_model("llava_kit") is RunLMM
+    assert get_model("llava_kit_chat") is RunChatLMM
     # As lmms-eval's command line builds it from --model_args and --batch_size/--device.
-    lm = LlavaKitLMM.create_from_arg_string(f"pretrained={lmms_run}",
-                                            {"batch_size": "4", "device": "cpu"})
+    lm = RunLMM.create_from_arg_string(f"pretrained={lmms_run}",
+                                       {"batch_size": "4", "device": "cpu"})
     assert lm.batch_size == 4 and lm.llava_model.device.type == "cpu"
     with pytest.raises(LlavaKitError, match="model_args temperature: not an option"):
-        LlavaKitLMM.create_from_arg_string(f"pretrained={lmms_run},temperature=0.2")
+        RunLMM.create_from_arg_string(f"pretrained={lmms_run},temperature=0.2")
     with pytest.raises(LlavaKitError, match="batch_size='auto' is not a whole number"):
-        LlavaKitLMM.create_from_arg_string(f"pretrained={lmms_run}", {"batch_size": "auto"})
+        RunLMM.create_from_arg_string(f"pretrained={lmms_run}", {"batch_size": "auto"})
 
 
 @pytest.mark.parametrize(("args", "message"), [
