@@ -6,6 +6,15 @@ import os
 
 # Tests never reach a model hub; set before transformers / huggingface_hub are imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Token stores of test data go to this session's own folder (children inherit it), not
+# to the user's cache.
+if "LLAVA_KIT_CACHE" not in os.environ:
+    import atexit  # noqa: E402
+    import shutil  # noqa: E402
+    import tempfile  # noqa: E402
+
+    os.environ["LLAVA_KIT_CACHE"] = tempfile.mkdtemp(prefix="llava-kit-tests-")
+    atexit.register(shutil.rmtree, os.environ["LLAVA_KIT_CACHE"], ignore_errors=True)
 
 import io  # noqa: E402
 import json  # noqa: E402

@@ -45,6 +45,44 @@ def convert_scienceqa(
     Console().print(f"wrote {count} samples (split {split}, format {prompt_format}) to {out}")
 
 
+@data_app.command("convert")
+def convert_command(
+    data_format: str = typer.Option(..., "--format", help="The data file's format: captions or llava_json."),
+    path: Path = typer.Option(..., "--path", help="The data file (a JSON list, or .jsonl)."),
+    image_root: Path = typer.Option(..., "--image-root", help="The folder its image paths are relative to."),
+    out: Path = typer.Option(..., "--out", help="A new (or empty) folder for the shards."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Samples per shard."),
+    instruction_seed: int = typer.Option(
+        0, "--instruction-seed", help="captions: draws each sample's instruction."
+    ),
+) -> None:
+    """Write captions or LLaVA JSON as webdataset shards (tar files and index.json) to stream."""
+    from llava_kit.data.formats.captions import CaptionsFormat, CaptionsOptions
+    from llava_kit.data.formats.llava_json import LlavaJSONFormat, LlavaJSONOptions
+    from llava_kit.errors import DataError, LlavaKitError
+    from llava_kit.progress_bars import counting_bar
+
+    try:
+        from llava_kit.data.streaming import convert_to_shards
+    except ImportError as exc:
+        raise LlavaKitError(f"data convert needs the webdataset package ({exc})",
+                            hint='pip install "llava-kit[streaming]"') from None
+
+    if data_format == "captions":
+        reader = CaptionsFormat(CaptionsOptions(
+            path=str(path), image_root=str(image_root), instruction_seed=instruction_seed))
+    elif data_format == "llava_json":
+        reader = LlavaJSONFormat(LlavaJSONOptions(path=str(path), image_root=str(image_root)))
+    else:
+        raise DataError(f"--format {data_format!r} cannot be converted",
+                        hint="use captions or llava_json")
+    with counting_bar("samples", console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"writing shards of {path.name}", total=None)
+        index = convert_to_shards(reader, out, shard_size,
+                                  lambda done, total: bar.update(task, completed=done, total=total))
+    Console().print(f"wrote {index.samples} samples in {len(index.shards)} shard(s) to {out}")
+
+
 @data_app.command("synth-scienceqa")
 def synth_scienceqa_command(
     out: Path = typer.Option(..., "--out", help="Folder to write the dataset into."),

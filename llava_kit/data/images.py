@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from PIL import Image
 
@@ -22,6 +22,7 @@ class BadImagePath:
     kind: Literal["outside_image_root", "missing_image"]
     message: str  # names the path and the root; the caller adds the file and the sample
     hint: str
+    path: Path  # where the image was looked for
 
 
 def locate_image(root: Path, relative: str) -> Path | BadImagePath:
@@ -33,12 +34,14 @@ def locate_image(root: Path, relative: str) -> Path | BadImagePath:
             "outside_image_root",
             f"image {relative!r} resolves outside the image root {root_resolved}",
             "image paths must be relative to the image root and stay inside it",
+            candidate,
         )
     if not candidate.is_file():
         return BadImagePath(
             "missing_image",
             f"image {relative!r} not found under {root_resolved}",
             "check the data format's image_root option and that the images are downloaded",
+            candidate,
         )
     return candidate
 
@@ -57,15 +60,19 @@ def resolve_image(root: Path, relative: str, *, sample_id: str, source: Path) ->
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
-def decode_image(path: Path) -> Image.Image:
-    """Open and fully decode an image as RGB; DataError naming the file if it cannot be used."""
+def decode_image(path: Path | BinaryIO, *, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image as RGB; DataError naming the file if it cannot be used.
+
+    ``path`` may also be an open binary file (an image inside a shard), named by ``name``.
+    """
+    label = name or path
     hint = "re-download or remove the file; `llava-kit data check` lists every bad image"
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise DataError(
-                    f"image {path} declares {width} x {height} pixels, "
+                    f"image {label} declares {width} x {height} pixels, "
                     f"more than the {MAX_IMAGE_PIXELS:,} llava-kit decodes",
                     hint="shrink the image, or remove it if it was not meant to be that large",
                 )
@@ -73,7 +80,7 @@ def decode_image(path: Path) -> Image.Image:
     # PIL's decoders report a bad file in several ways: a broken PNG chunk is a SyntaxError,
     # a truncated frame an EOFError, most others an OSError or ValueError.
     except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}", hint=hint) from exc
+        raise DataError(f"cannot read image {label}: {exc}", hint=hint) from exc
 
 
 def load_image(path: Path, *, sample_id: str) -> Image.Image:

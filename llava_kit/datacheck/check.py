@@ -4,7 +4,9 @@ The fast path (run at the start of every `llava-kit run` that stops on bad sampl
 the records, checks that ids are unique and that images exist inside the image root,
 renders and tokenizes every sample with the stage's template and the recipe's tokenizer;
 the full check also decodes every image. Only the tokenizer and configs are loaded, never
-model weights.
+model weights. A stage's data is read and tokenized into its token store (or found there,
+built by an earlier check or run), and the check reads what that build found; the
+stage's dataset then reads the same store, so a run tokenizes its data once.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from llava_kit.data.duplicates import find_duplicates, sample_location
 from llava_kit.data.formats.base import DataFormat
 from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.sample import Sample
+from llava_kit.data.token_store.stage import stage_token_store
 from llava_kit.datacheck.budget import load_tokenizer, visual_tokens_per_image
 from llava_kit.datacheck.decode import undecodable_images
+from llava_kit.datacheck.reading import report_reading
 from llava_kit.datacheck.report import CheckReport
 from llava_kit.datacheck.samples import TokenBudget, check_sample
+from llava_kit.datacheck.stored import check_stored
 from llava_kit.errors import LlavaKitError
 from llava_kit.model.build import build_template, instantiate
 from llava_kit.templates.fit import check_template_fits
@@ -37,19 +42,26 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
     for name, stage in recipe.enabled_stages.items():
         where, source = f"stages.{name}", _source_of(stage.data.options, stage.data.name)
         data_format: DataFormat | None = _build(stage.data, where, source, report)
-        loaded = None if data_format is None else _load(data_format, where, source, report)
-        if loaded is None:
+        if data_format is None:
             continue
         try:
             template = build_template(stage.template or recipe.model.template, tokenizer)
             check_template_fits(template, tokenizer)
         except LlavaKitError as exc:
-            report.add("unusable_data", where, "model.template", None, exc.message)
-            continue
-        budget = TokenBudget(
+            template, unfit = None, exc.message
+        budget = None if template is None else TokenBudget(
             template, tokenizer, recipe.model.image_position, recipe.runtime.seed,
             recipe.model.max_length, visual_tokens,
         )
+        if budget is not None and _stored(recipe, name, data_format, budget, report,
+                                          decode_images):
+            continue
+        loaded = _load(data_format, where, source, report)
+        if loaded is None:
+            continue
+        if budget is None:
+            report.add("unusable_data", where, "model.template", None, unfit)
+            continue
         _check_samples(loaded, where, source, report, decode_images, budget)
     for name, spec in recipe.eval.items():
         where = f"eval.{name}"
@@ -88,6 +100,26 @@ def _check_samples(
         check_sample(sample, add, unreadable=unreadable, budget=budget)
 
 
+def _stored(
+    recipe: "Recipe", name: str, data_format: DataFormat, budget: TokenBudget,
+    report: CheckReport, decode: bool,
+) -> bool:
+    """Check stage ``name`` from its token store (built now if needed); False when its data
+    has no store and is to be checked sample by sample."""
+    stage = recipe.stages[name]
+    where, source = f"stages.{name}", _source_of(stage.data.options, stage.data.name)
+    try:
+        store = stage_token_store(recipe, name, stage, data_format, budget.template,
+                                  budget.tokenizer)
+    except LlavaKitError as exc:  # the data cannot be read at all
+        report.add("unusable_data", where, source, None, str(exc))
+        return True
+    if store is None:
+        return False
+    check_stored(store, where, source, report, decode, budget)
+    return True
+
+
 def _build(spec: "ComponentSpec", where: str, source: str, report: CheckReport) -> Any:
     """The component ``spec`` names, or None (and one problem) when it cannot be built."""
     try:
@@ -112,21 +144,9 @@ def _load(
     except LlavaKitError as exc:
         report.add("unusable_data", where, source, None, str(exc))
         return None
-    for field in unknown:
-        report.add("unknown_field", where, field.source, field.sample_id, field.message)
-    for problem in found:
-        report.add(problem.kind, where, problem.source, problem.sample_id,
-                   f"{problem.where}: {problem.message}" if problem.sample_id is None
-                   else problem.message, record=problem.record or problem.where)
-    duplicates = find_duplicates(samples, found)
-    for duplicate in duplicates:
-        report.add("duplicate_id", where, duplicate.source or source, duplicate.sample_id,
-                   duplicate.message, record=duplicate.record)
-    # Dropped records count as checked (once each), so the report's bad-of-checked adds up.
-    report.samples[where] += len({
-        (p.source, p.record or p.where) for p in found if p.sample_id is not None
-    })
-    return _Loaded(samples, frozenset(d.index for d in duplicates if d.index is not None))
+    repeated = report_reading(report, where, source, found, unknown,
+                              find_duplicates(samples, found))
+    return _Loaded(samples, repeated)
 
 
 def _source_of(options: object, fallback: str) -> str:

@@ -8,13 +8,17 @@ from typing import Callable, Mapping
 
 from transformers import PreTrainedTokenizerBase
 
-from llava_kit.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
-from llava_kit.data.dataset import ImagePosition, sample_rng
+from llava_kit.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from llava_kit.data.sample import Sample
-from llava_kit.errors import DataError
-from llava_kit.templates.base import ChatTemplate, StopInAnswer
-from llava_kit.templates.image_position import place_image
-from llava_kit.templates.tokenize import tokenize_conversation
+from llava_kit.data.sample_tokens import (
+    Placement,
+    TokenProblem,
+    has_answer,
+    sample_tokens,
+    text_problems,
+)
+from llava_kit.templates.base import ChatTemplate
+from llava_kit.templates.image_position import ImagePosition
 
 # (kind, message) for one problem of the sample being checked.
 Report = Callable[[str, str], None]
@@ -37,25 +41,15 @@ def check_sample(
 ) -> None:
     """Report every problem of ``sample``; ``unreadable``: image -> why it cannot be decoded
     (empty when images are not decoded)."""
-    answers = [m.content for m in sample.messages if m.role == "assistant"]
-    if not answers:
-        report("no_answer", "no assistant turn, so nothing would be trained")
-    elif any(not text.strip() for text in answers):
-        report("empty_answer", "an assistant answer is empty")
-    markers = sum(m.content.count(IMAGE_PLACEHOLDER) for m in sample.messages)
-    if markers != len(sample.images):
-        report(
-            "image_markers",
-            f"{markers} {IMAGE_PLACEHOLDER} marker(s) for {len(sample.images)} image(s); "
-            "each image needs exactly one marker",
-        )
+    for kind, message in text_problems(sample):
+        report(kind, message)
     for path in sample.images:
-        _check_image(path, report, unreadable)
-    if budget is not None and answers:
+        check_image(path, report, unreadable)
+    if budget is not None and has_answer(sample):
         _check_tokens(sample, report, budget)
 
 
-def _check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> None:
+def check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> None:
     if not path.is_file():
         report("missing_image", f"image {path} does not exist")
     elif path in unreadable:
@@ -63,29 +57,24 @@ def _check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> 
 
 
 def _check_tokens(sample: Sample, report: Report, budget: TokenBudget) -> None:
-    messages = place_image(sample.messages, budget.image_position, sample_rng(budget.seed, sample.id))
-    try:
-        tokens = tokenize_conversation(
-            budget.template.render(messages), budget.tokenizer, sample_id=sample.id
-        )
-    except StopInAnswer as exc:
-        report("stop_in_answer", exc.message)
-        return
-    except DataError as exc:
-        message = exc.message.removeprefix(f"sample {sample.id!r}: ")
-        kind = "no_trained_tokens" if "no trained" in message else "template_mismatch"
-        report(kind, message)
+    placement = Placement(budget.image_position, budget.seed)
+    tokens = sample_tokens(sample, budget.template, budget.tokenizer, placement)
+    if isinstance(tokens, TokenProblem):
+        report(tokens.kind, tokens.message)
         return
     if budget.visual_tokens is None:
         return
     position = first_answer_position(tokens.input_ids, tokens.labels, budget.visual_tokens)
     if position >= budget.max_length:
-        report(
-            "truncated",
-            f"the first answer token is at position {position} (counting "
-            f"{budget.visual_tokens} positions per image) but model.max_length is "
-            f"{budget.max_length}; raise model.max_length or shorten the prompt",
-        )
+        report("truncated", truncation_message(position, budget.visual_tokens, budget.max_length))
+
+
+def truncation_message(position: int, visual_tokens: int, max_length: int) -> str:
+    return (
+        f"the first answer token is at position {position} (counting {visual_tokens} "
+        f"positions per image) but model.max_length is {max_length}; raise model.max_length "
+        "or shorten the prompt"
+    )
 
 
 def first_answer_position(input_ids: list[int], labels: list[int], visual_tokens: int) -> int:

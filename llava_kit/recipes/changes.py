@@ -12,11 +12,11 @@ from typing import Any
 from llava_kit.errors import RecipeError
 from llava_kit.recipes.yaml_io import parse_yaml
 
-# Settings of how a run is carried out, not of what it computes (the feature cache gives
-# bit-identical results; a tracker added on resume is sent the earlier steps first).
+# Settings of how a run is carried out, not of what it computes (the feature and token
+# caches give bit-identical results; a tracker added on resume is sent the earlier steps first).
 OPERATIONAL_FIELDS = frozenset({
     "description", "runtime.output_dir", "runtime.num_workers", "runtime.log_every",
-    "runtime.feature_cache", "runtime.trackers",
+    "runtime.feature_cache", "runtime.trackers", "runtime.token_store",
 })
 
 

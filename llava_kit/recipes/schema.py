@@ -196,6 +196,9 @@ class RuntimeSpec(RecipeSection):
     # Experiment trackers the run also logs to (metrics.jsonl is always written), e.g.
     # [tensorboard, {name: wandb, project: llava, mode: offline}].
     trackers: list[TrackerSpec] = Field(default_factory=list)
+    # Folder of token stores (each stage's data tokenized once, shared by ranks, workers,
+    # stages, runs and grid cells); None: $LLAVA_KIT_CACHE/tokens or ~/.cache/llava-kit/tokens.
+    token_store: Path | None = None
 
     @field_validator("trackers")
     @classmethod

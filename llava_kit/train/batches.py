@@ -18,9 +18,9 @@ pure function of ``(seed, epoch)`` and never of the world size, so resuming and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, Sequence
 
+import numpy as np
 import torch
 
 from llava_kit.errors import RecipeError
@@ -29,9 +29,10 @@ from llava_kit.errors import RecipeError
 GROUP_WINDOW = 64
 
 
-class _HasTokens(Protocol):
-    input_ids: list[int]
-    images: tuple[Path, ...]
+class _Counts(Protocol):
+    def token_counts(self) -> np.ndarray: ...
+
+    def image_counts(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,12 @@ class BatchPlan:
 
 
 def sample_lengths(
-    tokenized: Sequence[_HasTokens], num_visual_tokens: int, max_length: int
+    tokenized: _Counts, num_visual_tokens: int, max_length: int
 ) -> tuple[tuple[int, ...], tuple[bool, ...]]:
     """Per sample: the collated length (images expanded, truncated) and whether it has images."""
-    lengths = tuple(
-        min(max_length, len(s.input_ids) + len(s.images) * (num_visual_tokens - 1))
-        for s in tokenized
-    )
-    return lengths, tuple(bool(s.images) for s in tokenized)
+    images = tokenized.image_counts()
+    lengths = np.minimum(max_length, tokenized.token_counts() + images * (num_visual_tokens - 1))
+    return tuple(lengths.tolist()), tuple((images > 0).tolist())
 
 
 class PaddingMeter:

@@ -41,8 +41,7 @@ def attach_feature_cache(
             with ctx.autocast():
                 return encoder(pixels.to(parameter.device, parameter.dtype))
 
-        cache.fill((p for sample in dataset.tokenized for p in sample.images), encode,
-                   encoder.preprocess)
+        cache.fill(dataset.image_paths(), encode, encoder.preprocess)
     barrier()  # other ranks read what rank 0 wrote
     dataset.features = cache
     return cache

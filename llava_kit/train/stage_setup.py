@@ -13,9 +13,11 @@ import torch
 from llava_kit.data.dataset import ConversationDataset, tokenize_samples
 from llava_kit.data.duplicates import first_of_each_id
 from llava_kit.data.formats.problems import collecting_problems
+from llava_kit.data.token_store.stage import stage_token_store
 from llava_kit.model.build import build_template, instantiate
 from llava_kit.model.vlm import LlavaModel
 from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED
+from llava_kit.templates.fit import check_template_fits
 from llava_kit.train.backend import Backend, OptimizerSetup, PlainBackend
 from llava_kit.train.batches import BatchPlan, PaddingMeter, sample_lengths
 from llava_kit.train.checkpoint import load_connector_strict, verify_checkpoint
@@ -63,7 +65,7 @@ def prepare_stage(
         attach_feature_cache(dataset, model, ctx.recipe.runtime.feature_cache, ctx)
     batch = stage.batch
     lengths, has_image = sample_lengths(
-        dataset.tokenized, model.num_visual_tokens, ctx.recipe.model.max_length
+        dataset.source, model.num_visual_tokens, ctx.recipe.model.max_length
     )
     grouping: dict[str, Any] = {"lengths": lengths, "has_image": has_image} \
         if batch.group_by_length else {}
@@ -84,12 +86,17 @@ def stage_dataset(
     recipe = ctx.recipe
     template = build_template(stage.template or recipe.model.template, model.tokenizer)
     skip = (ctx.skipped or {}).get(name)
+    data_format = instantiate(stage.data)
+    check_template_fits(template, model.tokenizer)  # a store exists only for a fitting pair
+    store = stage_token_store(recipe, name, stage, data_format, template, model.tokenizer)
+    if store is not None:  # usually built by the data check at the start of the run
+        return ConversationDataset(store.rows(skip), model.encoder.preprocess)
     if skip is None:
-        samples = instantiate(stage.data).load()
+        samples = data_format.load()
     else:  # the readers drop bad records and later duplicates go next, as the data check
         # listed them; then every id names one sample, so dropping by id drops only it.
         with collecting_problems():
-            loaded = first_of_each_id(instantiate(stage.data).load())
+            loaded = first_of_each_id(data_format.load())
         samples = [s for s in loaded if s.id not in skip]
     tokenized = tokenize_samples(
         samples, template, model.tokenizer,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from llava_kit.train.batches import BatchPlan, PaddingMeter, sample_lengths
-from llava_kit.data.dataset import TokenizedSample
+from llava_kit.data.dataset import TokenizedList, TokenizedSample
 
 
 def mixed_dataset(n: int = 600, seed: int = 0) -> tuple[tuple[int, ...], tuple[bool, ...]]:
@@ -84,7 +84,7 @@ def test_sample_lengths_expand_images_and_truncate() -> None:
         TokenizedSample("b", [1, 2, 3], [-100] * 3, ()),
         TokenizedSample("c", [1, -200] + [7] * 50, [-100] * 52, ("x.png",)),  # type: ignore[arg-type]
     ]
-    lengths, has_image = sample_lengths(samples, num_visual_tokens=16, max_length=40)
+    lengths, has_image = sample_lengths(TokenizedList(samples), num_visual_tokens=16, max_length=40)
     assert lengths == (19, 3, 40)
     assert has_image == (True, False, True)
 

@@ -43,7 +43,7 @@ def test_defaults(registry, toy_recipe) -> None:
         "seed": 42, "device": "auto", "precision": "auto", "deepspeed": "none", "output_dir": None,
         "num_workers": 0, "log_every": None, "demo_data": None,
         "on_bad_sample": "error", "on_nan": "stop",
-        "feature_cache": None, "compile": False, "trackers": [],
+        "feature_cache": None, "compile": False, "trackers": [], "token_store": None,
     }
     assert recipe.eval == {}
 

@@ -20,7 +20,7 @@ _stage_dataset = setup.stage_dataset
 def _recorded(ctx, model, name, stage):
     dataset = _stage_dataset(ctx, model, name, stage)
     with open({out!r}, "a") as handle:
-        handle.write(json.dumps([sample.id for sample in dataset.tokenized]) + "\\n")
+        handle.write(json.dumps(list(dataset.sample_ids())) + "\\n")
     return dataset
 setup.stage_dataset = _recorded
 """

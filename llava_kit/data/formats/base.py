@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 from llava_kit.components import Options
@@ -34,3 +35,12 @@ class DataFormat(ABC):
         ``load``. A format that reads every key, or cannot tell, reports none.
         """
         return []
+
+    def source_files(self) -> list[Path] | None:
+        """Every file ``load`` reads records from (not images), for keying the token store.
+
+        The store tokenizes a stage's data once and reuses it while these files' contents,
+        this format's options, the template and the tokenizer stay the same. None (the
+        default) means the format cannot name them: its data is tokenized on every load.
+        """
+        return None

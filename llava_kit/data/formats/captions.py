@@ -65,6 +65,10 @@ class CaptionsFormat(DataFormat):
         problems.raise_if_any()
         return samples
 
+    def source_files(self) -> list[Path]:
+        options: CaptionsOptions = self.options  # type: ignore[assignment]
+        return [Path(options.path)]
+
     def unknown_fields(self) -> list[UnknownField]:
         options: CaptionsOptions = self.options  # type: ignore[assignment]
         return conversation_unknown_fields(Path(options.path), options.limit, RECORD_FIELDS)

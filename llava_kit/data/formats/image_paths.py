@@ -40,7 +40,8 @@ class ImageResolver:
             if found is None:
                 located = locate_image(self.root, path)
                 if isinstance(located, BadImagePath):
-                    problems.add(where, located.message, located.kind)
+                    absent = (located.path,) if located.kind == "missing_image" else ()
+                    problems.add(where, located.message, located.kind, absent=absent)
                     continue
                 found = self._resolved[path] = located
             resolved.append(found)

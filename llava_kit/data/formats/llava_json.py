@@ -75,6 +75,10 @@ class LlavaJSONFormat(DataFormat):
         problems.raise_if_any()
         return samples
 
+    def source_files(self) -> list[Path]:
+        options: LlavaJSONOptions = self.options  # type: ignore[assignment]
+        return [Path(options.path)]
+
     def unknown_fields(self) -> list[UnknownField]:
         options: LlavaJSONOptions = self.options  # type: ignore[assignment]
         return conversation_unknown_fields(Path(options.path), options.limit, RECORD_FIELDS)

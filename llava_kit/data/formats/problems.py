@@ -40,6 +40,9 @@ class SampleProblem:
     sample_id: str | None
     # The record's own location ("record [3]") when ``where`` is a longer label.
     record: str | None = None
+    # Files whose absence is the problem (a missing image's path): if one appears, the
+    # finding is out of date, so whatever remembers it (the token store) must look again.
+    absent: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         # An unknown kind would be left out of the data check's report: fail where it is made.
@@ -85,10 +88,12 @@ class Problems:
     # even when two of them share an id.
     records: dict[str, str] = field(default_factory=dict)
 
-    def add(self, where: str, message: str, kind: ProblemKind = "bad_record") -> None:
+    def add(self, where: str, message: str, kind: ProblemKind = "bad_record", *,
+            absent: tuple[Path, ...] = ()) -> None:
         """Record one problem; most are malformed records, the rest say their kind."""
         self.entries.append(SampleProblem(
-            kind, self.source, where, message, self.ids.get(where), self.records.get(where)
+            kind, self.source, where, message, self.ids.get(where), self.records.get(where),
+            absent,
         ))
 
     def __len__(self) -> int:

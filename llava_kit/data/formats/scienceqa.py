@@ -100,6 +100,12 @@ class ScienceQAFormat(DataFormat):
             raise _missing_images_error(image_root, missing, problems, opts.split)
         return samples
 
+    def source_files(self) -> list[Path]:
+        opts: ScienceQAOptions = self.options  # type: ignore[assignment]
+        root = Path(opts.root)
+        names = [PROBLEMS_FILE, SPLITS_FILE] + ([CAPTIONS_FILE] if opts.use_caption else [])
+        return [root / name for name in names]
+
     def unknown_fields(self) -> list[UnknownField]:
         """Unknown keys of the split's problems, bad problems included (load drops those)."""
         opts: ScienceQAOptions = self.options  # type: ignore[assignment]
@@ -293,6 +299,7 @@ def _collected(
             "image not found under the image root; tried "
             + ", ".join(image_candidates(pid, by_pid[pid], split)),
             pid,
+            absent=tuple(image_root / path for path in image_candidates(pid, by_pid[pid], split)),
         ))
         for pid in missing
     )
