@@ -4,10 +4,11 @@ Model FLOPs count the matrix multiplications the step needs, not what the kernel
 to execute: 2 x (multiply-adds) for every Linear of a part times the vectors it sees, plus
 attention's QK^T and AV products; the frozen encoder runs forward only, the connector and
 LLM forward and backward (3x forward). The achieved rate is divided by the peak: on CPU
-this machine's dense fp32 matmul rate, measured in the same process; on a GPU the vendor's
-dense bf16 peak (or --peak-tflops).
+this machine's dense fp32 matmul rate, measured in a worker of its own in rounds
+alternating with the step's (both see the same load); on a GPU the vendor's dense bf16
+peak, in `gpu.py`, which counts the same way.
 
-    python benchmarks/mfu.py [--size 100m] [--batch 4] [--steps 3]
+    python benchmarks/mfu.py [--size 100m] [--batch 4] [--steps 1] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,24 +27,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from train_throughput import SIZES, build_pair, make_batch  # noqa: E402
+from interleave import Spread, cpu_seconds  # noqa: E402
+from train_throughput import SIZES, Shapes, num_patches  # noqa: E402
+from worker import Job, measure  # noqa: E402
 
-# Dense bf16 tensor-core peaks (no sparsity), FLOP/s.
-GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+class MatmulJob(Job):
+    """``reps`` n x n x n matmuls per round (2 n^3 FLOPs each): the device's attainable rate."""
 
+    def __init__(self, device: str = "cpu", dtype: str = "float32", n: int = 2048, reps: int = 4) -> None:
+        self.device = torch.device(device)
+        self.a, self.b = (torch.randn(n, n, device=self.device, dtype=getattr(torch, dtype))
+                          for _ in range(2))
+        self.flops = 2 * n**3 * reps
+        self.reps = reps
+        self.run()  # kernels chosen and warmed
 
-def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Best-of-``reps`` rate of one n x n x n matmul (2 n^3 FLOPs)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(reps + 1):  # the first call warms up the kernels
-        if device.type == "cuda":
+    def run(self) -> float:
+        cuda = self.device.type == "cuda"
+        if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
-        (a @ b).sum().item()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+        start = time.perf_counter() if cuda else cpu_seconds()
+        for _ in range(self.reps):
+            out = self.a @ self.b
+        out.sum().item()  # waits for the device
+        return (time.perf_counter() if cuda else cpu_seconds()) - start
+
+    def info(self) -> dict[str, Any]:
+        return {"flops": self.flops}
 
 
 def linear_macs(module: nn.Module) -> int:
@@ -61,64 +72,51 @@ def step_flops(model: nn.Module, batch: int, seq: int, patches: int) -> float:
     return encoder + 3 * (connector + llm)
 
 
-def measure(size: str, batch: int, steps: int) -> dict[str, float | str]:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, model, patches = build_pair(size)
-    model = model.to(device)
-    model.train()
-    model.encoder.requires_grad_(False).eval()
-    data = {k: v.to(device) for k, v in make_batch(size, batch, patches).items()}
-    seq = data["input_ids"].shape[1]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    precision = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else None
+def shapes_flops(shapes: Shapes, batch: int) -> float:
+    """Model FLOPs of one step at these shapes, counted on a meta-device model (no memory)."""
+    from train_throughput import build
 
-    def step() -> None:
-        if precision is not None:
-            with precision:
-                loss = model(**data).loss
-        else:
-            loss = model(**data).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    with torch.device("meta"):
+        model = build("ours", shapes)
+    patches = num_patches(shapes)
+    return step_flops(model, batch, shapes[2] + patches, patches)
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    flops = step_flops(model, batch, seq, patches)
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name()
-        peak = next((v for k, v in GPU_PEAKS.items() if k in name), matmul_flops_per_s(device, torch.bfloat16))
-        peak_source = f"{name} dense bf16 peak"
-    else:
-        peak = matmul_flops_per_s(device, torch.float32)
-        peak_source = f"measured fp32 2048^3 matmul, {torch.get_num_threads()} threads"
-    return {
-        "size": size, "batch": batch, "seq": seq, "step_s": seconds, "model_tflop": flops / 1e12,
-        "achieved_gflops": flops / seconds / 1e9, "peak_gflops": peak / 1e9,
-        "mfu": flops / seconds / peak, "peak_source": peak_source,
-    }
+
+def utilisation(step_s: list[float], steps: int, flops: float, peak_s: list[float] | None,
+                peak_flops: float) -> Spread:
+    """Per-round MFU; with ``peak_s`` the peak is that round's measured rate."""
+    achieved = [steps * flops / s for s in step_s]
+    peaks = [peak_flops / s for s in peak_s] if peak_s else [peak_flops] * len(step_s)
+    return Spread.of([a / p for a, p in zip(achieved, peaks)])
+
+
+def measure(size: str, batch: int, steps: int, rounds: int) -> dict[str, Any]:
+    """Interleaved step and matmul rounds on CPU (one worker each): the MFU spread."""
+    shapes = SIZES[size]
+    seconds, infos = measure({"step": ("train_throughput:StepJob", "ours", shapes, batch, steps),
+                              "matmul": ("mfu:MatmulJob",)}, rounds)
+    matmul_flops = infos[-1]["matmul"]["flops"]
+    flops = shapes_flops(shapes, batch)
+    spread = utilisation(seconds["step"], steps, flops, seconds["matmul"], matmul_flops)
+    step_s = sorted(seconds["step"])[len(seconds["step"]) // 2] / steps
+    peak_s = sorted(seconds["matmul"])[len(seconds["matmul"]) // 2]
+    return {"size": size, "batch": batch, "seq": shapes[2] + num_patches(shapes),
+            "mfu": spread, "achieved_gflops": flops / step_s / 1e9,
+            "peak_gflops": matmul_flops / peak_s / 1e9,
+            "peak_source": f"fp32 2048^3 matmul, {os.environ.get('OMP_NUM_THREADS', 'all')} thread(s)"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="100m", choices=sorted(SIZES))
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    result = measure(args.size, args.batch, args.steps)
-    if args.peak_tflops is not None:
-        result["peak_gflops"] = args.peak_tflops * 1e3
-        result["mfu"] = result["achieved_gflops"] / result["peak_gflops"]
-        result["peak_source"] = "--peak-tflops"
-    print(json.dumps(result))
+    result = measure(args.size, args.batch, args.steps, args.rounds)
+    mfu: Spread = result.pop("mfu")
+    print(json.dumps({**result, "mfu_median": mfu.median, "mfu_iqr": [mfu.low, mfu.high],
+                      "rounds": mfu.rounds}))
 
 
 if __name__ == "__main__":

@@ -1,287 +1,255 @@
-"""Every llava-kit benchmark in one command; writes benchmarks/results/<date>.md.
+"""Every llava-kit benchmark in one command; writes benchmarks/results/<date>[-<label>].md.
 
-Each figure stands beside its peer from the same run (same machine, same load), as a
-ratio against the target. The benchmarks run one after another as child processes of this
-one, so none inherits another's allocator state or threads.
+Each row compares llava-kit with its peer in interleaved rounds (``interleave.py``): every
+contender is a worker process of its own (``worker.py``) and they take turns, so whatever
+else the machine does falls on both. A row gives the median of the per-round ratios, its
+inter-quartile range and the number of rounds; the verdict is "met" only when the whole
+range clears the target, "not met" when it lies below, "undecided" otherwise. The rounds
+of a row are spread over fresh sets of workers (``worker.measure``), so a process's own
+luck shows in the spread rather than in the median. On this CPU
+path every worker has one torch thread and every figure counts its CPU seconds (samples/s
+are samples per CPU second), which other load on the machine does not stretch.
 
-    python benchmarks/run_all.py [--quick]
+    python benchmarks/run_all.py [--quick] [--label NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-
-DEMO_RECIPE = ROOT / "recipes" / "demo" / "scienceqa_tiny.yaml"
-# Torch threads per benchmark process (set before torch loads). On a machine shared with
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Torch threads per worker (inherited, read when torch loads). On a machine shared with
 # other jobs one thread avoids oversubscription; the MFU peak is measured with the same.
 THREADS = os.environ.get("LLAVA_KIT_BENCH_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = THREADS
+
+from interleave import Spread, combined, ratios, verdict  # noqa: E402
+from worker import measure  # noqa: E402
+
+# Stage 2 of the demo: micro batch 16, grouped by length or in random order.
+GROUPED = {"batch": {"global_size": 16, "micro_size": 16, "group_by_length": True}}
+RANDOM = {"batch": {"global_size": 16, "micro_size": 16, "group_by_length": False}}
+# An encoder that is most of a stage-1 step (as in TinyLLaVA-style models: a large vision
+# tower, a small LLM): 8 layers of width 256 at 112 px (64 patches, as the demo's), with
+# the demo's 3-layer width-128 LLM; 256 captions keep a round short.
+WIDE_ENCODER = {"encoder": {"config": {"image_size": 112, "patch_size": 14, "hidden_size": 256,
+                                       "num_hidden_layers": 8, "num_attention_heads": 4,
+                                       "intermediate_size": 1024}}}
+WIDE_DATA = {"data": {"limit": 256}}
+TRAINER_SAMPLES = 320
 
 
-# ------------------------------------------------------------------ child jobs
-def _demo_recipe(stage: str, overrides: dict[str, Any], runtime: dict[str, Any]) -> Any:
-    """The demo recipe with only ``stage`` enabled, one epoch, and the given changes."""
-    import yaml
+@dataclass(frozen=True)
+class Plan:
+    """Rounds per benchmark, spread over ``generations`` fresh sets of worker processes
+    (``worker.measure``), and the tiny step's steps per round: full or --quick."""
 
-    from llava_kit.recipes import validate_recipe
-
-    raw = yaml.safe_load(DEMO_RECIPE.read_text())
-    for name in raw["stages"]:
-        raw["stages"][name]["enabled"] = name == stage
-    raw["stages"][stage].update(epochs=1, **overrides)
-    raw["runtime"].update(device="cpu", **runtime)
-    raw.pop("eval", None)
-    return validate_recipe(raw)
-
-
-def run_stage(recipe: Any, stage: str, run_dir: Path) -> dict[str, Any]:
-    """Build the demo model and train one stage; wall time includes data and cache work."""
-    import torch
-
-    from llava_kit.model.build import build_model
-    from llava_kit.train.distributed import DistributedContext
-    from llava_kit.train.metrics import MetricsLogger, read_metrics
-    from llava_kit.train.context import RunContext
-    from llava_kit.train.run_dir import RunDir
-    from llava_kit.train.runner import StageRunner
-
-    torch.manual_seed(recipe.runtime.seed)
-    model = build_model(recipe.model)
-    ctx = RunContext(
-        recipe=recipe, run_dir=run_dir, dist=DistributedContext(0, 1, 0, "cpu"),
-        device=torch.device("cpu"), precision="fp32",
-        metrics=MetricsLogger(RunDir(run_dir).metrics), resume=False,
-    )
-    start = time.perf_counter()
-    summary = StageRunner(ctx, model, stage, recipe.stages[stage], None).run()
-    wall = time.perf_counter() - start
-    records = [r for r in read_metrics(RunDir(run_dir).metrics) if "loss" in r]
-    return {"wall_s": wall, "train_s": summary.seconds, "samples_per_s": summary.samples_per_s,
-            "steps": summary.steps, "pad": records[-1]["epoch_pad_fraction"],
-            "final_loss": summary.final_loss}
+    generations: int
+    tiny: int
+    tiny_steps: int
+    step_100m: int
+    trainer: int
+    epochs: int
+    cache: int
+    questions: int
+    eval: int
 
 
-def job_stage2_epoch(grouped: bool) -> dict[str, Any]:
-    batch = {"global_size": 16, "micro_size": 16, "group_by_length": grouped}
-    recipe = _demo_recipe("finetune", {"batch": batch}, {})
-    with tempfile.TemporaryDirectory() as tmp:
-        return run_stage(recipe, "finetune", Path(tmp))
+FULL = Plan(generations=2, tiny=20, tiny_steps=10, step_100m=4, trainer=8, epochs=6, cache=6,
+            questions=96, eval=16)
+QUICK = Plan(generations=1, tiny=10, tiny_steps=6, step_100m=2, trainer=4, epochs=2, cache=4,
+             questions=48, eval=6)
 
 
-def job_stage1_cache(cache: str | None) -> dict[str, Any]:
-    recipe = _demo_recipe("pretrain", {}, {"feature_cache": cache})
-    with tempfile.TemporaryDirectory() as tmp:
-        return run_stage(recipe, "pretrain", Path(tmp))
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
-def job_data_loading() -> dict[str, Any]:
-    """Samples/s of dataset + collator alone (images loaded and preprocessed, no model)."""
-    from torch.utils.data import DataLoader
-
-    from llava_kit.data.collate import Collator
-    from llava_kit.data.dataset import ConversationDataset, tokenize_samples
-    from llava_kit.model.build import build_model, build_template, instantiate
-
-    recipe = _demo_recipe("finetune", {}, {})
-    model = build_model(recipe.model)
-    stage = recipe.stages["finetune"]
-    samples = instantiate(stage.data).load()
-    tokenized = tokenize_samples(samples, build_template(recipe.model.template, model.tokenizer), model.tokenizer)
-    dataset = ConversationDataset(tokenized, model.encoder.preprocess)
-    collator = Collator(model.num_visual_tokens, model.tokenizer.pad_token_id,
-                        recipe.model.max_length, "right")
-    loader = DataLoader(dataset, batch_size=16, collate_fn=collator, num_workers=0)
-    start = time.perf_counter()
-    count = sum(len(batch["ids"]) for batch in loader)
-    return {"samples_per_s": count / (time.perf_counter() - start), "samples": count}
+def timed_runs(infos: list[dict[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
+    """An epoch job's runs of every generation, past the untimed first one of each."""
+    return [run for info in infos for run in info[name]["runs"][1:]]
 
 
-def job_eval(limit: int) -> dict[str, Any]:
-    """Questions/s: batched generation (16), one question at a time, and score mode."""
-    import torch
-
-    from llava_kit.data.formats.scienceqa import ScienceQAFormat, ScienceQAOptions
-    from llava_kit.evaluators.answer_scoring import score_answers
-    from llava_kit.evaluators.generation import PromptItem, generate_answers
-    from llava_kit.model.build import build_model, build_template
-
-    recipe = _demo_recipe("finetune", {}, {})
-    torch.manual_seed(0)
-    model = build_model(recipe.model).eval()
-    template = build_template(recipe.model.template, model.tokenizer)
-    samples = ScienceQAFormat(ScienceQAOptions(
-        root=str(ROOT / "demo_data/scienceqa"), split="test", prompt_format="QCM-A", limit=limit,
-    )).load()
-    prompts = [PromptItem(s.id, s.messages[:-1], s.images) for s in samples]
-    rates: dict[str, Any] = {"questions": len(prompts)}
-    runs: dict[str, Callable[[], dict[str, str]]] = {
-        "batch16": lambda: generate_answers(model, template, prompts, batch_size=16,
-                                            max_new_tokens=8, progress=False),
-        "batch1": lambda: generate_answers(model, template, prompts, batch_size=1,
-                                           max_new_tokens=8, progress=False),
-        "score16": lambda: score_answers(model, template, prompts,
-                                         {s.id: len(s.meta["choices"]) for s in samples},
-                                         batch_size=16),
-    }
-    outputs = {}
-    for name, run in runs.items():
-        start = time.perf_counter()
-        outputs[name] = run()
-        rates[name] = len(prompts) / (time.perf_counter() - start)
-    rates["batch_invariant"] = outputs["batch16"] == outputs["batch1"]
-    return rates
+def speed_row(name: str, ours: str, peer: str, spread: Spread, target: float) -> list[str]:
+    return [name, ours, peer, spread.text(), f">= {target:g}x", verdict(spread, target)]
 
 
-def job_train_step(size: str, steps: int) -> dict[str, Any]:
-    from train_throughput import run_child
+def train_steps(plan: Plan, rows: list[list[str]]) -> None:
+    """Ours against HF Llava forward+backward+AdamW; at ~100M also MFU against the matmul peak."""
+    from mfu import shapes_flops, utilisation
+    from train_throughput import SIZES
 
-    ours, hf = (run_child(impl, size, 4, steps) for impl in ("ours", "hf"))
-    return {"ours": ours, "hf": hf}
-
-
-def job_mfu(size: str, steps: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(HERE / "mfu.py"), "--size", size, "--steps", str(steps)],
-                         capture_output=True, text=True, check=True, env=os.environ)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-JOBS: dict[str, Callable[..., dict[str, Any]]] = {
-    "stage2_epoch": job_stage2_epoch, "stage1_cache": job_stage1_cache,
-    "data_loading": job_data_loading, "eval": job_eval, "train_step": job_train_step,
-    "mfu": job_mfu,
-}
-
-
-def child(job: str, *args: Any) -> dict[str, Any]:
-    """Run one job in a fresh Python process; returns its JSON result."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", job, json.dumps(args)],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": THREADS},
-    )
-    if out.returncode:
-        raise RuntimeError(f"benchmark {job}{args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-# --------------------------------------------------------------------- report
-def verdict(value: float, target: float) -> str:
-    return "met" if value >= target else "NOT met"
-
-
-def collect(quick: bool) -> tuple[list[list[str]], list[str]]:
-    rows: list[list[str]] = []
-    notes: list[str] = []
-    steps = 2 if quick else 3
-
-    for size in ("tiny", "100m"):
-        r = child("train_step", size, steps)
-        ours, hf = r["ours"], r["hf"]
-        speed = ours["samples_per_s"] / hf["samples_per_s"]
+    for size, rounds, steps in (("tiny", plan.tiny, plan.tiny_steps), ("100m", plan.step_100m, 1)):
+        shapes = SIZES[size]
+        jobs: dict[str, tuple[Any, ...]] = {
+            impl: ("train_throughput:StepJob", impl, shapes, 4, steps) for impl in ("ours", "hf")}
+        if size == "100m":
+            jobs["matmul"] = ("mfu:MatmulJob",)
+        seconds, infos = measure(jobs, rounds, plan.generations)
+        info = infos[-1]
+        ours, hf = info["ours"], info["hf"]
+        label = f"stage-2 step, {size} ({ours['params_m']:.0f}M params, batch 4 x {ours['seq']} tokens)"
+        rate = {k: ours["samples"] / median(seconds[k]) for k in ("ours", "hf")}
+        rows.append(speed_row(f"{label}, samples/s", f"{rate['ours']:.2f}",
+                              f"HF Llava {rate['hf']:.2f}", ratios(seconds["hf"], seconds["ours"]), 1.0))
         memory = ours["peak_mib"] / hf["peak_mib"]
-        rows.append([
-            f"stage-2 train step, {size} ({ours['params_m']:.0f}M params), samples/s",
-            f"{ours['samples_per_s']:.2f} (peak {ours['peak_mib']:.0f} MiB)",
-            f"HF LlavaForConditionalGeneration {hf['samples_per_s']:.2f} (peak {hf['peak_mib']:.0f} MiB)",
-            f"{speed:.2f}x speed, {memory:.2f}x memory", ">= 1.0x, <= 1.0x",
-            "met" if speed >= 1.0 and memory <= 1.0 else "NOT met",
-        ])
+        rows.append([f"{label}, peak tensor memory", f"{ours['peak_mib']:.0f} MiB",
+                     f"HF Llava {hf['peak_mib']:.0f} MiB", f"{memory:.3f}x (deterministic)",
+                     "<= 1.0x", "met" if memory <= 1.0 else "not met"])
+        if size == "100m":
+            flops = shapes_flops(shapes, 4)
+            matmul = info["matmul"]["flops"]
+            mfu = utilisation(seconds["ours"], steps, flops, seconds["matmul"], matmul)
+            rows.append([
+                f"model-FLOPs utilisation, {label}",
+                f"{steps * flops / median(seconds['ours']) / 1e9:.1f} GFLOP/s",
+                f"fp32 2048^3 matmul {matmul / median(seconds['matmul']) / 1e9:.1f} GFLOP/s",
+                mfu.text("%", 0), ">= 60%", verdict(mfu, 0.60),
+            ])
 
-    grouped, plain = child("stage2_epoch", True), child("stage2_epoch", False)
-    ratio = plain["wall_s"] / grouped["wall_s"]
+
+def trainer_epoch(plan: Plan, data: str, rows: list[list[str]]) -> None:
+    from trainer_peer import MODEL, stage_changes
+
+    seconds, infos = measure({
+        "ours": ("demo_epochs:EpochJob", data, "finetune", "stage", stage_changes(TRAINER_SAMPLES), MODEL),
+        "peer": ("trainer_peer:TrainerEpochJob", data, TRAINER_SAMPLES),
+    }, plan.trainer, plan.generations)
+    steps = infos[-1]["peer"]["steps"]
+    rows.append(speed_row(
+        f"demo stage 2 (mlp2x_gelu), {TRAINER_SAMPLES} samples = {steps} steps, data to saved "
+        f"weights, CPU s", f"{median(seconds['ours']):.1f} s stage runner",
+        f"HF Llava under transformers Trainer {median(seconds['peer']):.1f} s",
+        ratios(seconds["peer"], seconds["ours"]), 1.0))
+
+
+def demo_epochs(plan: Plan, data: str, rows: list[list[str]], notes: list[str]) -> None:
+    """Length grouping against random batches, and data loading against what training uses."""
+    seconds, infos = measure({
+        "grouped": ("demo_epochs:EpochJob", data, "finetune", "loop", GROUPED),
+        "random": ("demo_epochs:EpochJob", data, "finetune", "loop", RANDOM),
+        "loading": ("demo_epochs:LoadingJob", data, "finetune", 16),
+    }, plan.epochs, plan.generations)
+    grouped_runs, random_runs = timed_runs(infos, "grouped"), timed_runs(infos, "random")
+    loaded = infos[-1]["loading"]["samples"]
+    pad_g, pad_r = grouped_runs[0]["pad"], random_runs[0]["pad"]
+    speed = ratios(seconds["random"], seconds["grouped"])
+    bound = (1 - pad_g) / (1 - pad_r)  # tokens computed, random / grouped
     rows.append([
-        "demo stage 2, one epoch, wall s",
-        f"{grouped['wall_s']:.1f} s grouped, padding {grouped['pad']:.1%}",
-        f"{plain['wall_s']:.1f} s random batches, padding {plain['pad']:.1%}",
-        f"{ratio:.2f}x", ">= 1.3x, padding <= 10%",
-        "met" if ratio >= 1.3 and grouped["pad"] <= 0.10 else "NOT met",
+        "demo stage 2, one epoch's training loop (steps after the first), CPU s",
+        f"{median(seconds['grouped']):.1f} s grouped, padding {pad_g:.1%}",
+        f"{median(seconds['random']):.1f} s random batches, padding {pad_r:.1%}",
+        speed.text(), ">= 1.3x, padding <= 10%",
+        combined([verdict(speed, 1.3), "met" if pad_g <= 0.10 else "not met"]),
     ])
-
-    cache_dir = Path(tempfile.mkdtemp(prefix="llava_kit_feature_cache_"))
-    try:
-        nocache = child("stage1_cache", None)
-        cold = child("stage1_cache", str(cache_dir))
-        warm = child("stage1_cache", str(cache_dir))
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
-    ratio = nocache["wall_s"] / warm["wall_s"]
-    rows.append([
-        "demo stage 1 (one epoch) with the feature cache, 2nd grid cell, wall s",
-        f"{warm['wall_s']:.1f} s warm cache (1st cell, filling it: {cold['wall_s']:.1f} s)",
-        f"{nocache['wall_s']:.1f} s without cache", f"{ratio:.2f}x", ">= 1.5x",
-        verdict(ratio, 1.5),
-    ])
-    if not (warm["final_loss"] == cold["final_loss"] == nocache["final_loss"]):
-        notes.append("WARNING: stage-1 final losses differ with and without the cache.")
-
-    ev = child("eval", 48 if quick else 96)
-    ratio = ev["batch16"] / ev["batch1"]
-    rows.append([
-        f"ScienceQA evaluation ({ev['questions']} questions), questions/s",
-        f"{ev['batch16']:.1f} batch 16 (score mode: {ev['score16']:.1f})",
-        f"{ev['batch1']:.1f} one at a time", f"{ratio:.2f}x (score mode {ev['score16'] / ev['batch1']:.1f}x)",
-        ">= 4x", verdict(ratio, 4.0),
-    ])
-    if not ev["batch_invariant"]:
-        notes.append("WARNING: batch-16 and batch-1 generations differ.")
-
-    loading = child("data_loading")
-    ratio = loading["samples_per_s"] / grouped["samples_per_s"]
+    notes.append(f"Length grouping computes {bound:.2f}x fewer token positions than random "
+                 f"batches: the bound on its speed-up if every cost scaled with tokens.")
+    trained = grouped_runs[0]["loop_samples"]
+    consumed = [trained / s for s in seconds["grouped"]]
+    supplied = [loaded / s for s in seconds["loading"]]
     rows.append([
         "data loading + preprocessing (demo stage 2), samples/s",
-        f"{loading['samples_per_s']:.0f}", f"training consumes {grouped['samples_per_s']:.0f}",
-        f"{ratio:.1f}x", ">= 3x", verdict(ratio, 3.0),
+        f"{median(supplied):.0f}", f"grouped training consumes {median(consumed):.0f}",
+        ratios(supplied, consumed).text(digits=1), ">= 3x", verdict(ratios(supplied, consumed), 3.0),
     ])
 
-    mfu = child("mfu", "100m", steps)
+
+def feature_cache(plan: Plan, data: str, rows: list[list[str]], notes: list[str]) -> None:
+    """A warm cache (a grid's second cell) against none, with the encoder's share of the
+    stage (its forward passes' CPU seconds in the run without the cache)."""
+    for label, model, changes in (("demo encoder (64 px, 3 layers, width 64)", None, None),
+                                  ("wide encoder (112 px, 8 layers, width 256)", WIDE_ENCODER, WIDE_DATA)):
+        seconds, infos = measure({
+            "warm": ("demo_epochs:EpochJob", data, "pretrain", "stage", changes, model, True),
+            "none": ("demo_epochs:EpochJob", data, "pretrain", "stage", changes, model),
+        }, plan.cache, plan.generations)
+        warm_runs, none_runs = timed_runs(infos, "warm"), timed_runs(infos, "none")
+        fill = infos[0]["warm"]["runs"][0]["stage_s"]  # each generation's first fills its cache
+        share = Spread.of([run["encoder_s"] / run["stage_s"] for run in none_runs])
+        speed = ratios(seconds["none"], seconds["warm"])
+        rows.append([
+            f"demo stage 1 (one epoch), {label}, feature cache, 2nd grid cell, CPU s",
+            f"{median(seconds['warm']):.1f} s warm cache (filling it: {fill:.1f} s)",
+            f"{median(seconds['none']):.1f} s without; encoder share {share.text('%', 0)}",
+            speed.text(), ">= 1.5x", verdict(speed, 1.5),
+        ])
+        cached, fresh = warm_runs[-1]["final_loss"], none_runs[-1]["final_loss"]
+        if cached != fresh:
+            notes.append(f"{label}: final stage-1 loss {cached:.7f} with the cache, {fresh:.7f} "
+                         f"without (relative {abs(cached - fresh) / abs(fresh):.0e}).")
+        notes.append(f"{label}: without its encoder (share s of the stage) a step costs 1-s, a "
+                     f"speed-up of 1/(1-s) = {1 / (1 - share.median):.2f}x; the cache also saves "
+                     f"image decoding and preprocessing.")
+
+
+def evaluation(plan: Plan, data: str, rows: list[list[str]], notes: list[str]) -> None:
+    from eval_throughput import compare
+
+    r = compare(data, plan.questions, 8, plan.eval, plan.generations)
     rows.append([
-        f"model-FLOPs utilisation, ~100M stage-2 step (batch {mfu['batch']}, {mfu['seq']} tokens)",
-        f"{mfu['achieved_gflops']:.1f} GFLOP/s", f"{mfu['peak_gflops']:.1f} GFLOP/s ({mfu['peak_source']})",
-        f"{mfu['mfu']:.0%}", ">= 60%", verdict(mfu["mfu"], 0.60),
+        f"ScienceQA evaluation ({r['questions']} questions), questions/s",
+        f"{r['rates']['batch16']:.0f} batch 16 (score mode {r['rates']['score16']:.0f}: "
+        f"{r['score16'].text(digits=1)})",
+        f"{r['rates']['batch1']:.0f} one at a time", r["batch16"].text(digits=1), ">= 4x",
+        verdict(r["batch16"], 4.0),
     ])
-    return rows, notes
+    if not r["batch_invariant"]:
+        notes.append("WARNING: batch-16 and batch-1 generations differ.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and questions")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="?", default="[]", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, steps and questions")
+    parser.add_argument("--label", default="", help="appended to the result file's name")
     options = parser.parse_args()
-    if options.child:
-        print(json.dumps(JOBS[options.child](*json.loads(options.args))))
-        return
+    plan = QUICK if options.quick else FULL
 
-    import torch
-
+    from demo_epochs import demo_data
     from llava_kit.train.report import render_table
 
-    started = time.perf_counter()
-    rows, notes = collect(options.quick)
-    minutes = (time.perf_counter() - started) / 60
-    device = (f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available()
-              else f"cpu ({os.cpu_count()} cores, {THREADS} torch thread(s) per benchmark)")
-    headers = ["benchmark", "llava-kit", "peer (same run)", "ratio", "target", "verdict"]
+    begun = time.perf_counter()
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    took: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="llava_kit_bench_") as tmp:
+        data = str(demo_data(Path(tmp)))
+        sections: dict[str, Callable[[], None]] = {
+            "training steps": lambda: train_steps(plan, rows),
+            "Trainer epoch": lambda: trainer_epoch(plan, data, rows),
+            "demo epochs": lambda: demo_epochs(plan, data, rows, notes),
+            "feature cache": lambda: feature_cache(plan, data, rows, notes),
+            "evaluation": lambda: evaluation(plan, data, rows, notes),
+        }
+        for name, section in sections.items():
+            tick = time.perf_counter()
+            section()
+            took.append(f"{name} {time.perf_counter() - tick:.0f} s")
+            print(f"run_all: {took[-1]}", file=sys.stderr, flush=True)
+    minutes = (time.perf_counter() - begun) / 60
+
+    headers = ["benchmark", "llava-kit", "peer (same rounds)", "ratio: median [IQR], rounds",
+               "target", "verdict"]
     stamp = datetime.date.today().isoformat()
+    command = f"python benchmarks/run_all.py{' --quick' if options.quick else ''}"
     text = (
-        f"# llava-kit benchmarks, {stamp}\n\n{device}; `python benchmarks/run_all.py"
-        f"{' --quick' if options.quick else ''}` took {minutes:.1f} min.\n\n"
-        + render_table(headers, rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+        f"# llava-kit benchmarks, {stamp}{f' ({options.label})' if options.label else ''}\n\n"
+        f"cpu ({os.cpu_count()} cores, {THREADS} torch thread(s) per worker, load average "
+        f"{os.getloadavg()[0]:.1f} at the end); `{command}` took {minutes:.1f} min "
+        f"({', '.join(took)}).\n\n"
+        + render_table(headers, rows) + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     )
-    out = HERE / "results" / f"{stamp}.md"
+    out = HERE / "results" / f"{stamp}{f'-{options.label}' if options.label else ''}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(text)

@@ -8,7 +8,7 @@ the LLM runs on ``inputs_embeds``. No vocabulary id is reserved for images.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -45,13 +45,34 @@ class LlavaModel(nn.Module):
         self.tokenizer = tokenizer
         self.num_visual_tokens = connector.num_visual_tokens(encoder.num_patches)
         connector.attach(llm)
+        self._collect_vision_parameters()
+
+    def _collect_vision_parameters(self) -> None:
+        """The vision side's parameters, gathered once instead of walked on every step.
+
+        Freezing and dtype casts change these parameter objects in place; moving the model
+        between kinds of tensor (the meta device and back) or loading with ``assign=True``
+        replaces them, so ``_apply`` and ``load_state_dict`` gather them again.
+        """
+        self._encoder_parameters = tuple(self.encoder.parameters())
+        self._connector_parameters = tuple(self.connector.parameters())
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> "LlavaModel":
+        super()._apply(fn, recurse)
+        self._collect_vision_parameters()
+        return self
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._collect_vision_parameters()
+        return result
 
     @property
     def device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
 
     def encoder_is_trainable(self) -> bool:
-        return any(p.requires_grad for p in self.encoder.parameters())
+        return any(p.requires_grad for p in self._encoder_parameters)
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, 3, H, W] -> encoder features [n, N, d_v]; a frozen encoder runs without autograd."""
@@ -60,8 +81,7 @@ class LlavaModel(nn.Module):
 
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features [n, N, d_v] (fresh or from a feature cache) -> visual tokens."""
-        connector_dtype = next(self.connector.parameters()).dtype
-        return self.connector(features.to(connector_dtype))
+        return self.connector(features.to(self._connector_parameters[0].dtype))
 
     def embed(
         self,
@@ -125,12 +145,12 @@ class LlavaModel(nn.Module):
         return None
 
     def _vision_side_trainable(self) -> bool:
-        return any(p.requires_grad for p in self.connector.parameters()) or self.encoder_is_trainable()
+        return any(p.requires_grad for p in self._connector_parameters) or self.encoder_is_trainable()
 
     def _dummy_visual(self) -> torch.Tensor:
         size = self.encoder.image_size
         blank = torch.zeros(1, 3, size, size, device=self.device)
-        return self.project_features(self.encode(blank.to(next(self.encoder.parameters()).dtype)))
+        return self.project_features(self.encode(blank.to(self._encoder_parameters[0].dtype)))
 
     def forward(
         self,

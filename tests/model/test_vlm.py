@@ -61,6 +61,23 @@ def test_frozen_encoder_runs_without_autograd(tiny_model: LlavaModel) -> None:
     assert any(float(p.grad.abs().sum()) > 0 for p in tiny_model.connector.parameters())
 
 
+def test_freezing_casts_and_moves_after_assembly_are_followed(tiny_model: LlavaModel) -> None:
+    # The vision side's parameters are gathered when the model is assembled, not per step.
+    pixels = images(1)
+    tiny_model.encoder.requires_grad_(True)
+    assert tiny_model.encoder_is_trainable() and tiny_model.encode(pixels).requires_grad
+    tiny_model.to(torch.float64)
+    assert tiny_model.project_features(tiny_model.encode(pixels.double())).dtype == torch.float64
+    state = {k: v.float() for k, v in tiny_model.state_dict().items()}
+    tiny_model.load_state_dict(state, assign=True)  # new parameter objects
+    tiny_model.encoder.requires_grad_(False)
+    assert not tiny_model.encoder_is_trainable() and not tiny_model.encode(pixels).requires_grad
+    assert tiny_model.project_features(tiny_model.encode(pixels)).dtype == torch.float32
+    tiny_model.to("meta")  # new parameter objects again
+    tiny_model.encoder.requires_grad_(True)
+    assert tiny_model.encoder_is_trainable()
+
+
 def test_image_positions_without_pixels_are_an_error(tiny_model: LlavaModel) -> None:
     tiny_model.train()
     batch = Collator(tiny_model.num_visual_tokens, 0, 256)([example([1, IMAGE_TOKEN_ID, 9])])
