@@ -367,7 +367,8 @@ def folder_bytes(folder: Path) -> int:
 
 # ---------------------------------------------------------------------------------- report
 
-def measure(size: int, work: Path, words: Words, tokenizer: Path) -> dict[str, Any]:
+def measure(size: int, work: Path, words: Words, tokenizer: Path,
+            build_pair: bool = True) -> dict[str, Any]:
     import yaml
 
     data = make_data(work, words, size)
@@ -387,11 +388,14 @@ def measure(size: int, work: Path, words: Words, tokenizer: Path) -> dict[str, A
     print(f"[{size}] worker passes", flush=True)
     row["pass_store"] = worker_pass("store", stored, work)
     row["pass_baseline"] = worker_pass("json", data, work)
-    for processes in (1, 2):
+    from llava_kit.data.token_store import TokenStore
+
+    opened = TokenStore(stored)
+    row["tokens_per_sample"] = int(opened.token_offsets[-1]) / len(opened)
+    for processes in (1, 2) if build_pair else ():
         print(f"[{size}] build with {processes} process(es)", flush=True)
         seconds, tokens, samples = build_seconds(config, processes, work / f"build-{processes}")
         row[f"build_{processes}"] = seconds
-        row["tokens_per_sample"] = tokens / samples
     shutil.rmtree(work / "build-1", ignore_errors=True)
     shutil.rmtree(work / "build-2", ignore_errors=True)
     print(json.dumps(row), flush=True)
@@ -423,7 +427,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_mb(cold['peak_rss'])} | {_mb(warm['peak_rss'])} | {_mb(base['peak_rss'])} "
             f"| {_mb(_worker(warm, 'rss'))} | {_mb(_worker(base, 'rss'))} "
             f"| {_mb(_worker(r['pass_store'], 'private_dirty'))} | {_mb(_worker(r['pass_baseline'], 'private_dirty'))} "
-            f"| {r['build_1']:.1f} | {r['build_2']:.1f} | {r['build_1'] / r['build_2']:.2f}x |"
+            + (f"| {r['build_1']:.1f} | {r['build_2']:.1f} | {r['build_1'] / r['build_2']:.2f}x |"
+               if "build_1" in r else "| - | - | - |")
         )
     return "\n".join(lines)
 
@@ -460,6 +465,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,30000,100000")
     parser.add_argument("--work", type=Path, default=None, help="Keep generated data here (reused).")
+    parser.add_argument("--no-build-pair", action="store_true",
+                        help="Leave out the store built alone with 1 and with 2 processes.")
+    parser.add_argument("--label", default="", help="appended to the result file's name")
     parser.add_argument("--data-memory", action="store_true",
                         help="Only RSS once the data is ready (warm store vs json.load), appended "
                         "to the results of a full run in the same --work folder.")
@@ -475,11 +483,9 @@ def main() -> None:
     if args.data_memory:
         append_data_memory(sizes, work)
         return
-    rows = [measure(size, work, words, tokenizer) for size in sizes]
-    per_sample_warm = growth(rows, lambda r: r["warm"]["peak_rss"])
-    per_sample_base = growth(rows, lambda r: r["baseline"]["peak_rss"])
+    rows = [measure(size, work, words, tokenizer, not args.no_build_pair) for size in sizes]
     date = datetime.date.today().isoformat()
-    text = "\n".join([
+    lines = [
         f"# Data at scale: time to first step and memory per process ({date})",
         "",
         f"Synthetic llava_json mix (1-10 turns, 6% long text-only), {VOCAB // 1000}k-vocabulary BPE tokenizer, "
@@ -488,12 +494,23 @@ def main() -> None:
         "",
         table(rows),
         "",
-        f"Peak RSS growth per sample (smallest to largest size): warm store {per_sample_warm / 1024:.2f} KB, "
-        f"baseline {per_sample_base / 1024:.2f} KB.",
+        "RSS once the data is ready, before the first step (warm store: after the data check and "
+        "the stage's dataset; baseline: after json.load): " + "; ".join(
+            f"{r['size']:,}: store {_mb(r['warm']['rss_data_ready'])} MB, baseline "
+            f"{_mb(r['baseline']['rss_data_ready'])} MB" for r in rows) + ".",
         "",
-    ])
+    ]
+    if len(rows) > 1:
+        per_sample_warm = growth(rows, lambda r: r["warm"]["peak_rss"])
+        per_sample_base = growth(rows, lambda r: r["baseline"]["peak_rss"])
+        lines += [f"Peak RSS growth per sample (smallest to largest size): warm store "
+                  f"{per_sample_warm / 1024:.2f} KB, baseline {per_sample_base / 1024:.2f} KB.", ""]
+    text = "\n".join(lines)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"data_scale-{date}.md").write_text(text)
+    result = RESULTS / f"data_scale-{date}{'-' + args.label if args.label else ''}.md"
+    if result.exists():  # a table written by hand around earlier figures is never replaced
+        raise SystemExit(f"{result} exists: choose another --label")
+    result.write_text(text)
     print(text)
 
 

@@ -20,7 +20,8 @@ from llava_kit.errors import LlavaKitError
 DEBUG_ENV = "LLAVA_KIT_DEBUG"
 
 _HINTS = {
-    errno.ENOSPC: "free space on that disk, or write elsewhere (--output-dir, runtime.feature_cache)",
+    errno.ENOSPC: "free space on that disk, or write elsewhere (--output-dir, runtime.feature_cache, "
+                  "runtime.token_store)",
     errno.EDQUOT: "free space within your quota, or write elsewhere",
     errno.EACCES: "this user may not write or read there: choose another place or fix the permissions",
     errno.EPERM: "this user may not write or read there: choose another place or fix the permissions",

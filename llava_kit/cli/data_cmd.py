@@ -59,14 +59,12 @@ def convert_command(
     """Write captions or LLaVA JSON as webdataset shards (tar files and index.json) to stream."""
     from llava_kit.data.formats.captions import CaptionsFormat, CaptionsOptions
     from llava_kit.data.formats.llava_json import LlavaJSONFormat, LlavaJSONOptions
-    from llava_kit.errors import DataError, LlavaKitError
+    from llava_kit.data.streaming.format import needing_webdataset
+    from llava_kit.errors import DataError
     from llava_kit.progress_bars import counting_bar
 
-    try:
-        from llava_kit.data.streaming import convert_to_shards
-    except ImportError as exc:
-        raise LlavaKitError(f"data convert needs the webdataset package ({exc})",
-                            hint='pip install "llava-kit[streaming]"') from None
+    with needing_webdataset():
+        from llava_kit.data.streaming.convert import convert_to_shards
 
     if data_format == "captions":
         reader = CaptionsFormat(CaptionsOptions(

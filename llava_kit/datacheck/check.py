@@ -6,7 +6,9 @@ renders and tokenizes every sample with the stage's template and the recipe's to
 the full check also decodes every image. Only the tokenizer and configs are loaded, never
 model weights. A stage's data is read and tokenized into its token store (or found there,
 built by an earlier check or run), and the check reads what that build found; the
-stage's dataset then reads the same store, so a run tokenizes its data once.
+stage's dataset then reads the same store, so a run tokenizes its data once. A streamed
+stage (``StreamedFormat``) has no store: its records are read one by one, and not at all at
+the start of a run (``read_streams``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from llava_kit.data.duplicates import find_duplicates, sample_location
 from llava_kit.data.formats.base import DataFormat
 from llava_kit.data.formats.problems import collecting_problems
+from llava_kit.data.formats.streamed import StreamedFormat
 from llava_kit.data.sample import Sample
 from llava_kit.data.token_store.stage import stage_token_store
 from llava_kit.datacheck.budget import load_tokenizer, visual_tokens_per_image
@@ -25,6 +28,7 @@ from llava_kit.datacheck.reading import report_reading
 from llava_kit.datacheck.report import CheckReport
 from llava_kit.datacheck.samples import TokenBudget, check_sample
 from llava_kit.datacheck.stored import check_stored
+from llava_kit.datacheck.streamed import check_streamed
 from llava_kit.errors import LlavaKitError
 from llava_kit.model.build import build_template, instantiate
 from llava_kit.templates.fit import check_template_fits
@@ -34,8 +38,11 @@ if TYPE_CHECKING:
     from llava_kit.recipes.schema import ComponentSpec, Recipe
 
 
-def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
-    """Check the data of every enabled stage and every evaluation of ``recipe``."""
+def check_recipe(
+    recipe: "Recipe", *, decode_images: bool, read_streams: bool = True
+) -> CheckReport:
+    """Check the data of every enabled stage and every evaluation of ``recipe``;
+    ``read_streams`` False reads only the index of a streamed stage (the start of a run)."""
     report = CheckReport()
     tokenizer = load_tokenizer(recipe.model)  # a recipe always has an enabled stage
     visual_tokens = visual_tokens_per_image(recipe.model)
@@ -53,6 +60,12 @@ def check_recipe(recipe: "Recipe", *, decode_images: bool) -> CheckReport:
             template, tokenizer, recipe.model.image_position, recipe.runtime.seed,
             recipe.model.max_length, visual_tokens,
         )
+        if isinstance(data_format, StreamedFormat):
+            if budget is None:
+                report.add("unusable_data", where, "model.template", None, unfit)
+            check_streamed(recipe, name, data_format, budget, report,
+                           read_records=read_streams, decode=decode_images)
+            continue
         if budget is not None and _stored(recipe, name, data_format, budget, report,
                                           decode_images):
             continue

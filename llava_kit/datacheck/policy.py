@@ -35,7 +35,8 @@ _SKIPPED_LIST = RunDir(Path("<run>")).skipped_samples
 def preflight(recipe: "Recipe") -> CheckReport:
     """The data check the policy needs; raises DataError when the policy says stop."""
     skip = recipe.runtime.on_bad_sample == "skip"
-    report = check_recipe(recipe, decode_images=skip)
+    # A streamed stage's records are read as it trains, not before: its index is checked.
+    report = check_recipe(recipe, decode_images=skip, read_streams=False)
     fatal = _fatal(report, recipe) if skip else report.errors
     if fatal:
         raise DataError(report.render(), hint=_hint(fatal, skip))

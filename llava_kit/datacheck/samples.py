@@ -46,7 +46,7 @@ def check_sample(
     for path in sample.images:
         check_image(path, report, unreadable)
     if budget is not None and has_answer(sample):
-        _check_tokens(sample, report, budget)
+        check_tokens(sample, report, budget)
 
 
 def check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> None:
@@ -56,7 +56,7 @@ def check_image(path: Path, report: Report, unreadable: Mapping[Path, str]) -> N
         report("unreadable_image", unreadable[path])
 
 
-def _check_tokens(sample: Sample, report: Report, budget: TokenBudget) -> None:
+def check_tokens(sample: Sample, report: Report, budget: TokenBudget) -> None:
     placement = Placement(budget.image_position, budget.seed)
     tokens = sample_tokens(sample, budget.template, budget.tokenizer, placement)
     if isinstance(tokens, TokenProblem):

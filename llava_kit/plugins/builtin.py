@@ -45,10 +45,12 @@ def register_data_formats(register: Register) -> None:
     from llava_kit.data.formats.captions import CaptionsFormat
     from llava_kit.data.formats.llava_json import LlavaJSONFormat
     from llava_kit.data.formats.scienceqa import ScienceQAFormat
+    from llava_kit.data.streaming.format import ShardsFormat
 
     register("llava_json", LlavaJSONFormat)
     register("captions", CaptionsFormat)
     register("scienceqa", ScienceQAFormat)
+    register("shards", ShardsFormat)
 
 
 @hookimpl

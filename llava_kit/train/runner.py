@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.data import DataLoader
 
 from llava_kit.data.collate import Collator
 from llava_kit.model.vlm import LlavaModel
 from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED
 from llava_kit.train import step as train_step
 from llava_kit.train.backend import Backend
-from llava_kit.train.batches import BatchPlan
 from llava_kit.train.context import RunContext
 from llava_kit.train.hooks import PeriodicCheckpoints, StageHook, StepEnd, StopOnSignal
 from llava_kit.train.progress import StageProgress
@@ -53,19 +51,15 @@ class StageRunner:
         ctx = self.ctx
         prepared = prepare_stage(ctx, self.model, self.name, self.stage, self.previous_stage)
         backend = self.backend = prepared.backend
-        plan, setup = prepared.plan, prepared.setup
+        data, setup = prepared.data, prepared.setup
+        plan = data.plan
         start_step = self.checkpoints.resume(backend) if ctx.resume else 0
         collator = Collator(
             self.model.num_visual_tokens, self.model.tokenizer.pad_token_id,
             ctx.recipe.model.max_length, "right",
         )
-        loader = DataLoader(
-            prepared.dataset,
-            batch_sampler=_StepSampler(plan, start_step, setup.total_steps, ctx.dist.rank),
-            collate_fn=collator,
-            num_workers=ctx.recipe.runtime.num_workers,
-        )
-        micro_batches = iter(loader)
+        micro_batches = iter(data.loader(start_step, setup.total_steps, ctx.dist.rank, collator,
+                                         ctx.recipe.runtime.num_workers))
         started = time.perf_counter()
         losses: list[float] = []
         samples_done = tokens_done = 0
@@ -77,11 +71,12 @@ class StageRunner:
             for step in range(start_step, setup.total_steps):
                 tick = time.perf_counter()
                 try:
-                    loss, tokens, samples = train_step.optimizer_step(
+                    result = train_step.optimizer_step(
                         prepared.engine, backend, micro_batches, plan.accumulation, ctx
                     )
                 except torch.OutOfMemoryError as exc:
                     raise out_of_memory(self.name, step + 1, self.stage.batch.micro_size, exc) from exc
+                loss, tokens, samples = result.loss, result.tokens, result.samples
                 if not math.isfinite(loss):
                     self._non_finite_loss(loss, step + 1)
                     continue
@@ -94,9 +89,8 @@ class StageRunner:
                     "stage": self.name, "step": step + 1, "epoch": (step + 1) / plan.steps_per_epoch,
                     "loss": loss, "lr": backend.current_lr(), "grad_norm": grad_norm,
                     "tokens_per_s": tokens / seconds, "samples_per_s": samples / seconds,
-                    "pad_fraction": prepared.padding.step(step),
-                    "epoch_pad_fraction": prepared.padding.epoch(step // plan.steps_per_epoch),
                 }
+                record["pad_fraction"], record["epoch_pad_fraction"] = data.padding(step, result)
                 if ctx.dist.is_main:
                     ctx.metrics.log(record)
                 progress.update(step + 1, record)
@@ -127,17 +121,3 @@ class StageRunner:
             raise non_finite_loss(self.name, step, loss, self.checkpoints.latest())
         log_skipped_step(self.name, step, loss)
         self.model.zero_grad(set_to_none=True)
-
-
-class _StepSampler:
-    """Yields this rank's micro batches for steps ``start`` .. ``stop`` (for resuming)."""
-
-    def __init__(self, plan: BatchPlan, start: int, stop: int, rank: int) -> None:
-        self.plan, self.start, self.stop, self.rank = plan, start, stop, rank
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.stop):
-            yield from self.plan.micro_batches(step, self.rank)
-
-    def __len__(self) -> int:
-        return (self.stop - self.start) * self.plan.accumulation

@@ -1,5 +1,6 @@
 """Everything a stage needs before its first step: the trainable set, the connector it
-starts from, the dataset (and feature cache), the batch plan and the backend's engine."""
+starts from, its data (a dataset with the feature cache and the batch plan, or a stream)
+and the backend's engine."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import torch
 
 from llava_kit.data.dataset import ConversationDataset, tokenize_samples
 from llava_kit.data.duplicates import first_of_each_id
+from llava_kit.data.formats.streamed import StreamedFormat, StreamPosition, StreamSettings
 from llava_kit.data.formats.problems import collecting_problems
+from llava_kit.data.sample_tokens import Placement
 from llava_kit.data.token_store.stage import stage_token_store
+from llava_kit.datacheck.streamed import unstreamable_settings
+from llava_kit.errors import RecipeError
 from llava_kit.model.build import build_template, instantiate
 from llava_kit.model.vlm import LlavaModel
 from llava_kit.recipes.deepspeed_presets import NO_DEEPSPEED
@@ -23,6 +28,7 @@ from llava_kit.train.batches import BatchPlan, PaddingMeter, sample_lengths
 from llava_kit.train.checkpoint import load_connector_strict, verify_checkpoint
 from llava_kit.train.context import RunContext
 from llava_kit.train.features import attach_feature_cache
+from llava_kit.train.stage_data import PlannedData, StageData, StreamedData
 from llava_kit.train.freeze import apply_trainable
 from llava_kit.train.lora import apply_lora
 from llava_kit.train.optim import lr_lambda, param_groups
@@ -38,9 +44,7 @@ class PreparedStage:
 
     trainable_params: int
     total_params: int
-    dataset: ConversationDataset
-    plan: BatchPlan
-    padding: PaddingMeter
+    data: StageData
     setup: OptimizerSetup
     backend: Backend
     engine: torch.nn.Module
@@ -60,24 +64,51 @@ def prepare_stage(
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if ctx.recipe.runtime.compile:
         model.llm.compile()  # in place: parameter names (checkpoints) stay the same
-    dataset = stage_dataset(ctx, model, name, stage)
-    if ctx.recipe.runtime.feature_cache is not None:
-        attach_feature_cache(dataset, model, ctx.recipe.runtime.feature_cache, ctx)
-    batch = stage.batch
-    lengths, has_image = sample_lengths(
-        dataset.source, model.num_visual_tokens, ctx.recipe.model.max_length
-    )
-    grouping: dict[str, Any] = {"lengths": lengths, "has_image": has_image} \
-        if batch.group_by_length else {}
-    plan = BatchPlan(
-        len(dataset), batch.global_size, batch.micro_size, ctx.dist.world_size,
-        ctx.recipe.runtime.seed, **grouping,
-    )
-    setup = optimizer_setup(model, stage, plan, ctx.precision)
+    data = stage_data(ctx, model, name, stage)
+    setup = optimizer_setup(model, stage, data.plan, ctx.precision)
     backend = make_backend(ctx.recipe.runtime.deepspeed)
     engine = backend.prepare(model, setup)
-    return PreparedStage(trainable, total_params, dataset, plan, PaddingMeter(plan, lengths),
-                         setup, backend, engine)
+    return PreparedStage(trainable, total_params, data, setup, backend, engine)
+
+
+def stage_data(ctx: RunContext, model: LlavaModel, name: str, stage: "StageSpec") -> StageData:
+    """The stage's samples and the plan of its steps: a dataset in the batch plan's order
+    (with the feature cache when set), or a streamed format's micro batches."""
+    recipe, batch = ctx.recipe, stage.batch
+    data_format = instantiate(stage.data)
+    if isinstance(data_format, StreamedFormat):
+        return streamed_data(ctx, model, name, stage, data_format)
+    dataset = stage_dataset(ctx, model, name, stage)
+    if recipe.runtime.feature_cache is not None:
+        attach_feature_cache(dataset, model, recipe.runtime.feature_cache, ctx)
+    lengths, has_image = sample_lengths(dataset.source, model.num_visual_tokens,
+                                        recipe.model.max_length)
+    grouping: dict[str, Any] = {"lengths": lengths, "has_image": has_image} \
+        if batch.group_by_length else {}
+    plan = BatchPlan(len(dataset), batch.global_size, batch.micro_size, ctx.dist.world_size,
+                     recipe.runtime.seed, **grouping)
+    return PlannedData(dataset, plan, PaddingMeter(plan, lengths))
+
+
+def streamed_data(
+    ctx: RunContext, model: LlavaModel, name: str, stage: "StageSpec",
+    data_format: StreamedFormat,
+) -> StreamedData:
+    recipe, batch = ctx.recipe, stage.batch
+    unstreamable = unstreamable_settings(recipe, name)  # the start-of-run check said so too
+    if unstreamable:
+        raise RecipeError(unstreamable[0], hint="change the recipe and run again")
+    template = build_template(stage.template or recipe.model.template, model.tokenizer)
+    check_template_fits(template, model.tokenizer)
+    settings = StreamSettings(
+        template=template, tokenizer=model.tokenizer, preprocess=model.encoder.preprocess,
+        micro_size=batch.micro_size,
+        placement=Placement(recipe.model.image_position, recipe.runtime.seed),
+        seed=recipe.runtime.seed, position=StreamPosition(),
+    )
+    plan = BatchPlan(data_format.num_samples(), batch.global_size, batch.micro_size,
+                     ctx.dist.world_size, recipe.runtime.seed)
+    return StreamedData(data_format, settings, plan)
 
 
 def stage_dataset(

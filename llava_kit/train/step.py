@@ -16,6 +16,7 @@ class StepResult(NamedTuple):
     loss: float  # mean over every micro batch of every rank
     tokens: int  # attended tokens, all ranks
     samples: int  # all ranks
+    positions: int  # token positions with padding, all ranks
 
 
 def optimizer_step(
@@ -26,7 +27,7 @@ def optimizer_step(
     is ``backend.step()``, left to the caller so it can skip a non-finite step."""
     device = ctx.device
     loss_sum = torch.zeros((), device=device)
-    tokens = samples = 0
+    tokens = samples = positions = 0
     scale = 1.0 if backend.scales_loss_for_accumulation() else 1.0 / accumulation
     for _ in range(accumulation):
         batch = next(micro_batches)
@@ -37,10 +38,11 @@ def optimizer_step(
         backend.backward(loss * scale)
         loss_sum += loss.detach().float()
         tokens += int(batch["attention_mask"].sum())
+        positions += batch["attention_mask"].numel()
         samples += int(batch["input_ids"].shape[0])
-    stats = torch.stack([loss_sum, torch.tensor(float(tokens), device=device),
-                         torch.tensor(float(samples), device=device)])
+    stats = torch.stack([loss_sum, *(torch.tensor(float(count), device=device)
+                                      for count in (tokens, samples, positions))])
     if ctx.dist.world_size > 1:
         torch_dist.all_reduce(stats)
     micro_count = accumulation * ctx.dist.world_size
-    return StepResult(float(stats[0]) / micro_count, int(stats[1]), int(stats[2]))
+    return StepResult(float(stats[0]) / micro_count, int(stats[1]), int(stats[2]), int(stats[3]))

@@ -19,7 +19,10 @@ from transformers import PreTrainedTokenizerBase
 
 from llava_kit.data.collate import Collator
 from llava_kit.data.dataset import tokenize_samples
-from llava_kit.data.streaming import Readers, ShardStream, convert_to_shards, read_index
+from llava_kit.data.formats.streamed import StreamPosition
+from llava_kit.data.streaming.convert import convert_to_shards
+from llava_kit.data.streaming.shards import read_index
+from llava_kit.data.streaming.stream import ShardStream
 from llava_kit.data.streaming.shards import INDEX_FILE
 from llava_kit.errors import DataError
 from llava_kit.templates.vicuna import V1Template
@@ -42,7 +45,7 @@ def _loader(shards: SimpleNamespace, tokenizer: PreTrainedTokenizerBase, *, rank
             consumed: int = 0, workers: int = 2) -> DataLoader:
     stream = ShardStream(read_index(shards.index.folder), template=V1Template(),
                          tokenizer=tokenizer, preprocess=_pixels, micro_size=MICRO, seed=7,
-                         shuffle_buffer=4, readers=Readers(rank, 2, consumed))
+                         shuffle_buffer=4, position=StreamPosition(rank, 2, consumed))
     return DataLoader(stream, batch_size=None, collate_fn=Collator(3, 0, 80), num_workers=workers)
 
 

@@ -170,7 +170,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     recipe = _recipe(kit, sqa, tmp_path)
     done = kit.run_cli(
         ["run", str(recipe), "--no-eval"], tmp_path,
-        patch=_at_call(5, "result = (float('nan'), *result[1:])"),
+        patch=_at_call(5, "result = result._replace(loss=float('nan'))"),
     )
     shown = done.stdout + done.stderr
     stage_dir = tmp_path / "run" / "checkpoints" / STAGE
@@ -188,7 +188,7 @@ def test_nan_with_skip_batch_drops_only_that_step(
     recipe = _recipe(kit, sqa, tmp_path, on_nan="skip_batch")
     done = kit.run_cli(
         ["run", str(recipe), "--no-eval"], tmp_path,
-        patch=_at_call(5, "result = (float('inf'), *result[1:])"),
+        patch=_at_call(5, "result = result._replace(loss=float('inf'))"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"stage {STAGE}: the loss is inf at step 5; skipping that optimizer step" in done.stderr

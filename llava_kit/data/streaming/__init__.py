@@ -1,9 +1,7 @@
 """Streaming a stage's data from webdataset-style shards (image-caption sets too big for one
 JSON file): ``convert`` writes them, ``stream`` reads them with shuffling, rank/worker
-sharding and a resumable position."""
+sharding and a resumable position, ``format`` is the ``shards`` data format over them.
 
-from llava_kit.data.streaming.convert import convert_to_shards
-from llava_kit.data.streaming.shards import ShardIndex, read_index
-from llava_kit.data.streaming.stream import Readers, ShardStream
-
-__all__ = ["Readers", "ShardIndex", "ShardStream", "convert_to_shards", "read_index"]
+Nothing is imported here: ``convert`` and ``stream`` need the ``streaming`` extra, and the
+format is registered without it.
+"""

@@ -18,7 +18,7 @@ import itertools
 import json
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,9 +28,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
 from llava_kit.data.collate import Example
+from llava_kit.data.formats.streamed import StreamPosition, StreamRecord
 from llava_kit.data.images import decode_image
 from llava_kit.data.sample import Sample
-from llava_kit.data.sample_tokens import Placement, TokenProblem, sample_tokens
+from llava_kit.data.sample_tokens import Placement, TokenProblem, sample_tokens, text_problems
 from llava_kit.data.streaming.shards import ShardIndex
 from llava_kit.data.worker_errors import SampleLoadError
 from llava_kit.errors import DataError
@@ -39,15 +40,6 @@ from llava_kit.templates.base import ChatTemplate, Message
 Preprocess = Callable[[Image.Image], torch.Tensor]
 # A sample's JSON larger than this is refused before it is parsed (shards are untrusted).
 MAX_RECORD_BYTES = 16 << 20
-
-
-@dataclass(frozen=True)
-class Readers:
-    """Where this loader sits: its rank among ``world_size``, and how far it already is."""
-
-    rank: int = 0
-    world_size: int = 1
-    consumed: int = 0  # micro batches this rank's loader has handed out before
 
 
 def skipped_batches(consumed: int, worker: int, workers: int) -> int:
@@ -63,26 +55,26 @@ class ShardStream(IterableDataset[list[Example]]):
     def __init__(
         self, index: ShardIndex, *, template: ChatTemplate, tokenizer: PreTrainedTokenizerBase,
         preprocess: Preprocess, micro_size: int, placement: Placement = Placement(),
-        seed: int = 0, shuffle_buffer: int = 1000, readers: Readers = Readers(),
+        seed: int = 0, shuffle_buffer: int = 1000, position: StreamPosition = StreamPosition(),
     ) -> None:
         self.index, self.template, self.tokenizer = index, template, tokenizer
         self.preprocess, self.micro_size, self.placement = preprocess, micro_size, placement
-        self.seed, self.shuffle_buffer, self.readers = seed, shuffle_buffer, readers
+        self.seed, self.shuffle_buffer, self.position = seed, shuffle_buffer, position
 
     def __iter__(self) -> Iterator[list[Example]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        consumed = self.readers.consumed
+        consumed = self.position.consumed
         # A resumed loader asks its workers in turn from worker 0 again, while the next
         # batch is due from worker ``consumed % workers``: each worker takes over the
         # stream of the one whose turn it now is.
         role = (worker + consumed) % workers
-        slot = self.readers.rank * workers + role
-        slots = self.readers.world_size * workers
-        if slots > len(self.index.shards):
-            raise DataError(
+        slot = self.position.rank * workers + role
+        slots = self.position.world_size * workers
+        if slots > len(self.index.shards):  # shown whole even from a loader worker
+            raise SampleLoadError(
                 f"{self.index.folder}: {len(self.index.shards)} shard(s) for {slots} readers "
-                f"({self.readers.world_size} process(es) x {workers} loader worker(s)); every "
+                f"({self.position.world_size} process(es) x {workers} loader worker(s)); every "
                 "reader needs a shard of its own",
                 hint="write smaller shards (`llava-kit data convert --shard-size`), or use "
                 "fewer runtime.num_workers",
@@ -107,29 +99,49 @@ class ShardStream(IterableDataset[list[Example]]):
             yield from webdataset.shuffle(self.shuffle_buffer, self.shuffle_buffer, rng=rng)(samples)
 
     def _example(self, raw: dict[str, Any]) -> Example:
-        sample, images = _sample(raw)
+        record = stream_record(raw)
+        sample = record.sample
+        # What the data check of a loaded stage finds before training, found here as the
+        # sample arrives: the markers against its images, then its tokens.
+        problems = [message for _, message in text_problems(record.named_images())]
         tokens = sample_tokens(sample, self.template, self.tokenizer, self.placement)
         if isinstance(tokens, TokenProblem):
-            raise tokens.error
+            problems.append(tokens.message)
+        if problems:
+            raise DataError(f"{record.location}: sample {sample.id!r}: {problems[0]}",
+                            hint="`llava-kit data check RECIPE` lists every bad sample of the "
+                            "shards; write them again without those")
         example: Example = {"id": sample.id, "input_ids": tokens.input_ids, "labels": tokens.labels}
-        if images:
+        if record.images:
             example["pixel_values"] = torch.stack([
-                self.preprocess(decode_image(io.BytesIO(data), name=f"{sample.id}/{name}"))
-                for name, data in images
+                self.preprocess(decode_image(io.BytesIO(data), name=f"{record.location}/{name}"))
+                for name, data in record.images
             ])
         return example
 
 
-def _sample(raw: dict[str, Any]) -> tuple[Sample, list[tuple[str, bytes]]]:
-    where = f"{raw.get('__url__')}: {raw.get('__key__')}"
+def records_in_order(index: ShardIndex) -> Iterator[StreamRecord]:
+    """Every record of the folder once, shard by shard (the full data check)."""
+    samples = webdataset.tarfile_to_samples()(iter({"url": str(path)} for path in index.paths()))
+    for raw in samples:
+        yield stream_record(raw)
+
+
+def stream_record(raw: dict[str, Any]) -> StreamRecord:
+    """A tar sample as `data convert` wrote it, checked (shards are untrusted)."""
+    location = f"{Path(str(raw.get('__url__'))).name}:{raw.get('__key__')}"
     if len(raw.get("json", b"")) > MAX_RECORD_BYTES:
-        raise DataError(f"{where}: the sample's JSON is over {MAX_RECORD_BYTES >> 20} MB",
+        raise DataError(f"{location}: the sample's JSON is over {MAX_RECORD_BYTES >> 20} MB",
                         hint="write the shards again with `llava-kit data convert`")
     try:
         record = json.loads(raw["json"])
         messages = [Message(role, content) for role, content in record["messages"]]
         images = [(name, raw[name]) for name in record["images"]]
-        return Sample(str(record["id"]), messages), images
+        sample = Sample(str(record["id"]), messages, origin=location)
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{where}: not a sample written by `llava-kit data convert` ({exc!r})",
+        raise DataError(f"{location}: not a sample written by `llava-kit data convert` ({exc!r})",
                         hint="write the shards again with `llava-kit data convert`") from None
+    if not all(isinstance(data, bytes) for _, data in images):
+        raise DataError(f"{location}: an image entry is not a file of the sample",
+                        hint="write the shards again with `llava-kit data convert`")
+    return StreamRecord(location, sample, images)
