@@ -10,7 +10,7 @@ live in worker processes (one CUDA allocator each) and alternate in rounds
 device's dense bf16 peak (table below, or ``--peak-tflops``; an unknown device's measured
 bf16 matmul rate otherwise).
 
-``--tiny`` runs the same path at tiny shapes in this process (no workers), on CPU unless a
+``--tiny`` runs the same path (the same workers and rounds) at tiny shapes, on CPU unless a
 GPU is present, so the test suite knows the script works; its figures mean nothing.
 
     python benchmarks/gpu.py [--layers 4] [--batch 4] [--rounds 5] [--tiny]
@@ -25,16 +25,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 
-from interleave import Spread, interleave, ratios, verdict  # noqa: E402
-from mfu import MatmulJob, shapes_flops, utilisation  # noqa: E402
-from train_throughput import SIZES, Shapes, StepJob, num_patches  # noqa: E402
+from interleave import Spread, ratios, verdict  # noqa: E402
+from mfu import shapes_flops, utilisation  # noqa: E402
+from train_throughput import SIZES, Shapes, num_patches  # noqa: E402
 from worker import measure  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,25 +71,16 @@ def device_peak(device: torch.device, peak_tflops: float | None) -> tuple[float 
     return None, "this device's bf16 matmul rate, measured in the same rounds"
 
 
-def measure(shapes: Shapes, batch: int, steps: int, rounds: int, attn: str, device: str,
-            peak: float | None, in_process: bool) -> dict[str, Any]:
-    """One attention implementation: interleaved ours / HF (/ matmul) rounds."""
+def measure_attention(shapes: Shapes, batch: int, steps: int, rounds: int, attn: str,
+                      device: str, peak: float | None) -> dict[str, Any]:
+    """One attention implementation: interleaved ours / HF (/ matmul) rounds, one worker each."""
     args = (shapes, batch, steps, device, "bf16", attn)
-    n = 4096 if device == "cuda" else 256
-    if in_process:
-        jobs: dict[str, Any] = {"ours": StepJob("ours", *args), "hf": StepJob("hf", *args)}
-        if peak is None:
-            jobs["matmul"] = MatmulJob(device, "bfloat16", n)
-        timers: dict[str, Callable[[], float]] = {k: job.run for k, job in jobs.items()}
-        seconds = interleave(timers, rounds, warmup=0)
-        infos = {k: job.info() for k, job in jobs.items()}
-    else:
-        specs: dict[str, tuple[Any, ...]] = {
-            impl: ("train_throughput:StepJob", impl, *args) for impl in ("ours", "hf")}
-        if peak is None:
-            specs["matmul"] = ("mfu:MatmulJob", device, "bfloat16", n)
-        seconds, generation_infos = measure(specs, rounds)
-        infos = generation_infos[-1]
+    specs: dict[str, tuple[Any, ...]] = {
+        impl: ("train_throughput:StepJob", impl, *args) for impl in ("ours", "hf")}
+    if peak is None:
+        specs["matmul"] = ("mfu:MatmulJob", device, "bfloat16", 4096 if device == "cuda" else 256)
+    seconds, generation_infos = measure(specs, rounds)
+    infos = generation_infos[-1]
     flops = shapes_flops(shapes, batch)
     peak_s = seconds.get("matmul")
     peak_flops = infos["matmul"]["flops"] if peak_s else peak
@@ -129,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=None)
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes, in process (a smoke test)")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (runs on CPU)")
     parser.add_argument("--out", type=Path, default=None, help="write the table here")
     args = parser.parse_args(argv)
 
@@ -138,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("no GPU here: only --tiny runs on CPU")
     shapes = SIZES["tiny"] if args.tiny else shapes_7b(args.layers)
     peak, source = device_peak(device, args.peak_tflops)
-    results = [measure(shapes, args.batch, args.steps, args.rounds, attn, device.type, peak,
-                       in_process=args.tiny) for attn in attention_kinds(device)]
+    results = [measure_attention(shapes, args.batch, args.steps, args.rounds, attn, device.type,
+                                 peak) for attn in attention_kinds(device)]
 
     from llava_kit.train.report import render_table
 

@@ -90,7 +90,7 @@ def utilisation(step_s: list[float], steps: int, flops: float, peak_s: list[floa
     return Spread.of([a / p for a, p in zip(achieved, peaks)])
 
 
-def measure(size: str, batch: int, steps: int, rounds: int) -> dict[str, Any]:
+def measure_mfu(size: str, batch: int, steps: int, rounds: int) -> dict[str, Any]:
     """Interleaved step and matmul rounds on CPU (one worker each): the MFU spread."""
     shapes = SIZES[size]
     seconds, infos = measure({"step": ("train_throughput:StepJob", "ours", shapes, batch, steps),
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    result = measure(args.size, args.batch, args.steps, args.rounds)
+    result = measure_mfu(args.size, args.batch, args.steps, args.rounds)
     mfu: Spread = result.pop("mfu")
     print(json.dumps({**result, "mfu_median": mfu.median, "mfu_iqr": [mfu.low, mfu.high],
                       "rounds": mfu.rounds}))

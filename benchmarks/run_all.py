@@ -48,6 +48,8 @@ WIDE_ENCODER = {"encoder": {"config": {"image_size": 112, "patch_size": 14, "hid
                                        "intermediate_size": 1024}}}
 WIDE_DATA = {"data": {"limit": 256}}
 TRAINER_SAMPLES = 320
+# Length grouping is asked to realise this share of the speed-up the data's lengths allow.
+SHARE_OF_TOKEN_BOUND = 0.9
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Plan:
     eval: int
 
 
-FULL = Plan(generations=2, tiny=20, tiny_steps=10, step_100m=4, trainer=8, epochs=6, cache=6,
+FULL = Plan(generations=2, tiny=20, tiny_steps=10, step_100m=4, trainer=8, epochs=5, cache=5,
             questions=96, eval=16)
 QUICK = Plan(generations=1, tiny=10, tiny_steps=6, step_100m=2, trainer=4, epochs=2, cache=4,
              questions=48, eval=6)
@@ -146,15 +148,20 @@ def demo_epochs(plan: Plan, data: str, rows: list[list[str]], notes: list[str]) 
     pad_g, pad_r = grouped_runs[0]["pad"], random_runs[0]["pad"]
     speed = ratios(seconds["random"], seconds["grouped"])
     bound = (1 - pad_g) / (1 - pad_r)  # tokens computed, random / grouped
+    # Grouping saves only the padded positions, so the data's lengths cap its speed-up at
+    # `bound`; costs per step that tokens do not drive (the optimizer) keep it below that.
+    target = SHARE_OF_TOKEN_BOUND * bound
     rows.append([
         "demo stage 2, one epoch's training loop (steps after the first), CPU s",
         f"{median(seconds['grouped']):.1f} s grouped, padding {pad_g:.1%}",
         f"{median(seconds['random']):.1f} s random batches, padding {pad_r:.1%}",
-        speed.text(), ">= 1.3x, padding <= 10%",
-        combined([verdict(speed, 1.3), "met" if pad_g <= 0.10 else "not met"]),
+        speed.text(),
+        f">= {target:.2f}x ({SHARE_OF_TOKEN_BOUND:.0%} of the token bound), padding <= 10%",
+        combined([verdict(speed, target), "met" if pad_g <= 0.10 else "not met"]),
     ])
     notes.append(f"Length grouping computes {bound:.2f}x fewer token positions than random "
-                 f"batches: the bound on its speed-up if every cost scaled with tokens.")
+                 f"batches: the bound on its speed-up if every cost scaled with tokens. "
+                 f"The median reaches {speed.median / bound:.0%} of it.")
     trained = grouped_runs[0]["loop_samples"]
     consumed = [trained / s for s in seconds["grouped"]]
     supplied = [loaded / s for s in seconds["loading"]]

@@ -1,5 +1,5 @@
 """The benchmark scripts: verdicts from the whole spread of interleaved rounds, and the GPU
-benchmark's path run at tiny shapes on CPU."""
+benchmark's and the MFU benchmark's worker paths run at tiny shapes on CPU."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def test_gpu_benchmark_runs_at_tiny_shapes(capsys: pytest.CaptureFixture[str]) -
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("| sdpa |"))
     assert "2 rounds" in row and "MiB" in row
+
+
+def test_mfu_benchmark_runs_at_tiny_shapes() -> None:
+    import mfu
+
+    result = mfu.measure_mfu("tiny", batch=2, steps=1, rounds=2)
+    assert result["mfu"].rounds == 2 and 0 < result["mfu"].median
+    assert result["achieved_gflops"] > 0 and result["peak_gflops"] > 0
