@@ -61,7 +61,7 @@ class Worker:
 
     The process inherits the caller's environment (thread counts) and ``sys.path``. It
     starts at once and builds its job while the caller goes on (several workers build side
-    by side); the first request waits until it is ready. With ``core`` the job runs on that
+    by side); ``started`` waits until all of them are built before any round. With ``core`` the job runs on that
     CPU core only once built.
     """
 
@@ -75,10 +75,13 @@ class Worker:
         child.close()
         self._ready = False
 
-    def _request(self, command: str) -> Any:
+    def wait_until_built(self) -> None:
         if not self._ready:
             self._receive()
             self._ready = True
+
+    def _request(self, command: str) -> Any:
+        self.wait_until_built()
         self._conn.send(command)
         return self._receive()
 
@@ -123,6 +126,9 @@ def started(**jobs: tuple[Any, ...]) -> Iterator[dict[str, Worker]]:
     try:
         for name, spec in jobs.items():
             pool[name] = Worker(*spec, core=core)
+        # No round starts while a peer still builds beside it (sharing caches and memory).
+        for worker in pool.values():
+            worker.wait_until_built()
         yield pool
     except BaseException:
         for worker in pool.values():
