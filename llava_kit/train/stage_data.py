@@ -5,7 +5,7 @@ micro batch an uninterrupted run would have taken next."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from torch.utils.data import DataLoader
@@ -54,7 +54,7 @@ class StreamedData:
     than one process does (as with any sharded stream)."""
 
     data_format: StreamedFormat
-    settings: StreamSettings  # its position is filled in when the loader starts
+    settings: StreamSettings
     plan: BatchPlan
     _epoch: tuple[int, int, int] = field(default=(-1, 0, 0), init=False)  # epoch, padded, total
 
@@ -62,7 +62,7 @@ class StreamedData:
         self, start_step: int, total_steps: int, rank: int, collator: Collator, num_workers: int
     ) -> DataLoader:
         position = StreamPosition(rank, self.plan.world_size, start_step * self.plan.accumulation)
-        stream = self.data_format.stream(replace(self.settings, position=position))
+        stream = self.data_format.stream(self.settings, position)
         return DataLoader(stream, batch_size=None, collate_fn=collator, num_workers=num_workers)
 
     def padding(self, step: int, result: StepResult) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import torch
 
 from llava_kit.data.dataset import ConversationDataset, tokenize_samples
 from llava_kit.data.duplicates import first_of_each_id
-from llava_kit.data.formats.streamed import StreamedFormat, StreamPosition, StreamSettings
+from llava_kit.data.formats.streamed import StreamedFormat, StreamSettings
 from llava_kit.data.formats.problems import collecting_problems
 from llava_kit.data.sample_tokens import Placement
 from llava_kit.data.token_store.stage import stage_token_store
@@ -104,7 +104,7 @@ def streamed_data(
         template=template, tokenizer=model.tokenizer, preprocess=model.encoder.preprocess,
         micro_size=batch.micro_size,
         placement=Placement(recipe.model.image_position, recipe.runtime.seed),
-        seed=recipe.runtime.seed, position=StreamPosition(),
+        seed=recipe.runtime.seed,
     )
     plan = BatchPlan(data_format.num_samples(), batch.global_size, batch.micro_size,
                      ctx.dist.world_size, recipe.runtime.seed)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,23 +21,17 @@ def command(recipe: Path, out: Path, zero: str, *extra: str) -> list[str]:
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
-def test_killed_two_process_run_resumes_to_the_same_weights(write_recipe, tmp_path: Path, zero: str) -> None:
+def test_killed_two_process_run_resumes_to_the_same_weights(
+    write_recipe, tmp_path: Path, zero: str, kill_after_first_checkpoint,
+) -> None:
     recipe = write_recipe()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     subprocess.run(command(recipe, tmp_path / "straight", zero), env=env, check=True,
                    capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    # A new session, so the kill reaches the launcher and both workers at once.
-    process = subprocess.Popen(command(recipe, killed, zero), env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage = killed / "checkpoints" / "finetune"
-    deadline = time.monotonic() + 300
-    while not list(stage.glob("step-*/COMPLETE")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (stage / "final").exists(), "the kill must land before the stage finished"
+    kill_after_first_checkpoint(command(recipe, killed, zero), env,
+                                killed / "checkpoints" / "finetune", timeout=300)
 
     resumed = subprocess.run(command(recipe, killed, zero, "--resume"), env=env,
                              capture_output=True, text=True, timeout=600)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,8 @@ def final_weights(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_reaches_the_same_weights(write_recipe, tmp_path: Path) -> None:
+def test_sigkill_then_resume_reaches_the_same_weights(write_recipe, tmp_path: Path,
+                                                      kill_after_first_checkpoint) -> None:
     recipe = write_recipe()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     straight = tmp_path / "straight"
@@ -32,15 +31,8 @@ def test_sigkill_then_resume_reaches_the_same_weights(write_recipe, tmp_path: Pa
                    check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(llava_kit("run", str(recipe), "--output-dir", str(killed), *STEPS),
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints" / "finetune"
-    deadline = time.monotonic() + 120
-    while not list(marker.glob("step-*/COMPLETE")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (marker / "final").exists(), "the kill must land before the stage finished"
+    kill_after_first_checkpoint(llava_kit("run", str(recipe), "--output-dir", str(killed), *STEPS),
+                                env, killed / "checkpoints" / "finetune", timeout=120)
 
     resumed = subprocess.run(
         llava_kit("run", str(recipe), "--output-dir", str(killed), "--resume", *STEPS),

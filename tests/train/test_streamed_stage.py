@@ -8,13 +8,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -68,7 +66,7 @@ def _final(run_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_killed_streamed_stage_resumes_to_the_uninterrupted_weights(
-    tmp_path: Path, synth_data: Path, shards: Path,
+    tmp_path: Path, synth_data: Path, shards: Path, kill_after_first_checkpoint: Callable[..., None],
 ) -> None:
     recipe = str(_recipe(tmp_path, synth_data, {"format": "shards", "path": str(shards),
                                                 "shuffle_buffer": 16}, num_workers=2))
@@ -80,17 +78,9 @@ def test_a_killed_streamed_stage_resumes_to_the_uninterrupted_weights(
     assert len(losses) == 6 and losses[-1] < losses[0]
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
+    kill_after_first_checkpoint(
         [sys.executable, "-m", "llava_kit.cli", "run", recipe, "--output-dir", str(killed), *STEPS],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    marker = killed / "checkpoints" / "pretrain"
-    deadline = time.monotonic() + 180
-    while not list(marker.glob("step-*/COMPLETE")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (marker / "final").exists(), "the kill must land before the stage finished"
+        ENV, killed / "checkpoints" / "pretrain", timeout=180)
     resumed = llava_kit("run", recipe, "--output-dir", str(killed), "--resume", *STEPS)
     assert resumed.returncode == 0, resumed.stderr
     expected, got = _final(straight), _final(killed)
@@ -155,7 +145,7 @@ def test_a_folder_without_an_index_is_one_screen(tmp_path: Path, synth_data: Pat
 
 @pytest.mark.distributed
 def test_two_ranks_stream_their_own_shards_and_resume_together(
-    tmp_path: Path, synth_data: Path, shards: Path,
+    tmp_path: Path, synth_data: Path, shards: Path, kill_after_first_checkpoint: Callable[..., None],
 ) -> None:
     """Under ZeRO-2 each rank resumes its own readers: killed and resumed equals straight."""
     recipe = str(_recipe(tmp_path, synth_data, {"format": "shards", "path": str(shards)},
@@ -165,17 +155,9 @@ def test_two_ranks_stream_their_own_shards_and_resume_together(
     done = llava_kit("run", recipe, "--output-dir", str(straight), *two)
     assert done.returncode == 0, done.stderr[-3000:]
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
+    kill_after_first_checkpoint(
         [sys.executable, "-m", "llava_kit.cli", "run", recipe, "--output-dir", str(killed), *two],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    marker = killed / "checkpoints" / "pretrain"
-    deadline = time.monotonic() + 300
-    while not list(marker.glob("step-*/COMPLETE")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks
-    process.wait()
-    assert not (marker / "final").exists(), "the kill must land before the stage finished"
+        ENV, killed / "checkpoints" / "pretrain", timeout=300)
     resumed = llava_kit("run", recipe, "--output-dir", str(killed), "--resume", *two)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = _final(straight), _final(killed)

@@ -62,7 +62,6 @@ class StreamSettings:
     micro_size: int
     placement: "Placement"
     seed: int
-    position: StreamPosition
 
 
 class StreamedFormat(DataFormat):
@@ -84,5 +83,7 @@ class StreamedFormat(DataFormat):
         """Every record once, in storage order (the full data check)."""
 
     @abstractmethod
-    def stream(self, settings: StreamSettings) -> "IterableDataset[list[Example]]":
-        """This rank's endless micro batches, for a ``DataLoader(batch_size=None)``."""
+    def stream(self, settings: StreamSettings,
+               position: StreamPosition) -> "IterableDataset[list[Example]]":
+        """This rank's endless micro batches from ``position`` on, for a
+        ``DataLoader(batch_size=None)``."""

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from llava_kit.components import Options
-from llava_kit.data.formats.streamed import StreamedFormat, StreamRecord, StreamSettings
+from llava_kit.data.formats.streamed import (
+    StreamedFormat, StreamPosition, StreamRecord, StreamSettings,
+)
 from llava_kit.data.streaming.shards import ShardIndex, read_index
 from llava_kit.errors import LlavaKitError
 
@@ -45,7 +47,7 @@ class ShardsFormat(StreamedFormat):
             from llava_kit.data.streaming.stream import records_in_order
         return records_in_order(self.index())
 
-    def stream(self, settings: StreamSettings) -> "ShardStream":
+    def stream(self, settings: StreamSettings, position: StreamPosition) -> "ShardStream":
         options: ShardsOptions = self.options  # type: ignore[assignment]
         with needing_webdataset():
             from llava_kit.data.streaming.stream import ShardStream
@@ -53,7 +55,7 @@ class ShardsFormat(StreamedFormat):
             self.index(), template=settings.template, tokenizer=settings.tokenizer,
             preprocess=settings.preprocess, micro_size=settings.micro_size,
             placement=settings.placement, seed=settings.seed,
-            shuffle_buffer=options.shuffle_buffer, position=settings.position,
+            shuffle_buffer=options.shuffle_buffer, position=position,
         )
 
 
