@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any, Callable
@@ -163,3 +164,20 @@ def test_two_ranks_stream_their_own_shards_and_resume_together(
     expected, got = _final(straight), _final(killed)
     for name in expected:
         assert (expected[name] - got[name]).abs().max() < 1e-6, name
+
+
+def test_a_truncated_shard_is_named_by_the_check_and_by_the_run(
+    tmp_path: Path, synth_data: Path, shards: Path,
+) -> None:
+    damaged = tmp_path / "shards"
+    shutil.copytree(shards, damaged)
+    shard = damaged / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])  # a copy that stopped part-way
+    before = shard.read_bytes()
+    recipe = str(_recipe(tmp_path, synth_data, {"format": "shards", "path": str(damaged)}))
+    for result in (llava_kit("data", "check", recipe, "--fast"),
+                   llava_kit("run", recipe, "--output-dir", str(tmp_path / "run"), *STEPS)):
+        output = "".join((result.stdout + result.stderr).split())  # wrapping splits paths
+        assert result.returncode != 0 and "Traceback" not in output
+        assert f"{shard}:notareadabletarshard" in output
+    assert shard.read_bytes() == before

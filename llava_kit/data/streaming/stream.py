@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import random
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,7 @@ class ShardStream(IterableDataset[list[Example]]):
         for epoch in itertools.count():
             order = self.index.paths()
             random.Random(f"{self.seed}:{epoch}").shuffle(order)
-            mine = [{"url": str(path)} for path in order[slot::slots]]
-            samples = webdataset.tarfile_to_samples()(iter(mine))
+            samples = shard_samples(order[slot::slots])
             rng = random.Random(f"{self.seed}:{epoch}:{slot}")
             yield from webdataset.shuffle(self.shuffle_buffer, self.shuffle_buffer, rng=rng)(samples)
 
@@ -122,9 +122,20 @@ class ShardStream(IterableDataset[list[Example]]):
 
 def records_in_order(index: ShardIndex) -> Iterator[StreamRecord]:
     """Every record of the folder once, shard by shard (the full data check)."""
-    samples = webdataset.tarfile_to_samples()(iter({"url": str(path)} for path in index.paths()))
-    for raw in samples:
+    for raw in shard_samples(index.paths()):
         yield stream_record(raw)
+
+
+def shard_samples(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """The undecoded samples of ``paths`` in order; a shard that is not a whole tar file
+    (truncated, overwritten, unreadable) is named rather than raised from the tar reader."""
+    for path in paths:
+        try:
+            yield from webdataset.tarfile_to_samples()(iter([{"url": str(path)}]))
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable tar shard ({type(exc).__name__})",
+                            hint="copy the shard again from where it was written, or write "
+                            "the shards again with `llava-kit data convert`") from None
 
 
 def stream_record(raw: dict[str, Any]) -> StreamRecord:
